@@ -1,0 +1,58 @@
+"""dataio: remove the IO bottleneck from deep-learning training.
+
+Public names load lazily, so ``import dataio`` (and the pack worker processes) start without importing
+torch; ``dataio.open_dataset`` and friends import it on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChecksumError",
+    "DataioError",
+    "DistributedShuffleSampler",
+    "FormatError",
+    "ManifestError",
+    "PackError",
+    "PackOptions",
+    "ShardDataset",
+    "VersionError",
+    "__version__",
+    "dataset_info",
+    "open_dataset",
+    "pack",
+    "verify_dataset",
+]
+
+_LAZY = {
+    "ChecksumError": "dataio.errors",
+    "DataioError": "dataio.errors",
+    "DistributedShuffleSampler": "dataio.sampling",
+    "FormatError": "dataio.errors",
+    "ManifestError": "dataio.errors",
+    "PackError": "dataio.errors",
+    "PackOptions": "dataio.pack",
+    "ShardDataset": "dataio.dataset",
+    "VersionError": "dataio.errors",
+    "dataset_info": "dataio.inspection",
+    "open_dataset": "dataio.dataset",
+    "pack": "dataio.pack",
+    "verify_dataset": "dataio.inspection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

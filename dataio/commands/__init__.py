@@ -1,0 +1,1 @@
+"""Sub-commands of the ``dataio`` CLI, one module each (see :mod:`dataio.cli`)."""

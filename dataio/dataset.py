@@ -1,0 +1,186 @@
+"""``open_dataset()`` → :class:`ShardDataset`: the one place that turns "sample i" into "these bytes of that shard".
+
+Opening reads only the manifest. The first access to a shard loads its index with one ranged read (its
+location and checksum are in the manifest); after that every sample costs exactly one ranged read, which
+is checked against the sample's CRC-32 before it is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch.utils.data
+
+from dataio.format.manifest import MANIFEST_NAME, Manifest
+from dataio.format.shard import FOOTER_SIZE, ShardIndex, check_record, iter_records, parse_index
+from dataio.storage import Store, open_store
+
+__all__ = ["ShardDataset", "open_dataset"]
+
+_OPTIONS = ("verify",)
+
+
+class ShardDataset(torch.utils.data.Dataset):
+    """A packed dataset as a map-style torch ``Dataset``: ``ds[i]`` is a dict of the sample's fields.
+
+    For packed images the fields are ``key`` (str), ``label`` (int) and ``image`` (the encoded bytes exactly
+    as stored). Thread-safe; picklable (workers reopen the store).
+
+    Args:
+        store: Where the dataset lives.
+        manifest: The parsed manifest.
+        verify: Check every sample's CRC-32 when it is read (cheap: ~2.5 GB/s per core).
+    """
+
+    def __init__(self, store: Store, manifest: Manifest, *, verify: bool = True) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.verify = verify
+        self.shard_sizes = np.array([s.num_samples for s in manifest.shards], dtype=np.int64)
+        self.shard_nbytes = np.array([s.size for s in manifest.shards], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(self.shard_sizes)]).astype(np.int64)
+        self._indexes: dict[int, ShardIndex] = {}
+        self._labels: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names (label ``i`` is ``classes[i]``) or ``None``."""
+        return list(self.manifest.classes) if self.manifest.classes is not None else None
+
+    @property
+    def root(self) -> str:
+        return self.store.root
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Global sample index → ``(shard number, position in shard)``."""
+        n = len(self)
+        i = int(index)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"sample index {index} out of range for a dataset of {n} samples")
+        shard = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return shard, i - int(self._starts[shard])
+
+    def shard_index(self, shard: int) -> ShardIndex:
+        """The record index of shard ``shard`` (loaded with one ranged read on first use, then cached)."""
+        with self._lock:
+            cached = self._indexes.get(shard)
+        if cached is not None:
+            return cached
+        entry = self.manifest.shards[shard]
+        length = entry.size - FOOTER_SIZE - entry.index_offset
+        buf = self.store.read_range(entry.path, entry.index_offset, length)
+        index = parse_index(buf, entry.num_samples, entry.index_offset, entry.index_crc32, entry.path)
+        with self._lock:
+            self._indexes.setdefault(shard, index)
+        return index
+
+    def record_range(self, index: int) -> tuple[str, int, int]:
+        """``(shard path, offset, length)`` of sample ``index``: what one ranged read must fetch."""
+        shard, pos = self.locate(index)
+        offset, length = self.shard_index(shard).record_range(pos)
+        return self.manifest.shards[shard].path, offset, length
+
+    def read_record(self, index: int) -> bytes:
+        """The raw, checksum-verified record bytes of sample ``index``."""
+        shard, pos = self.locate(index)
+        sindex = self.shard_index(shard)
+        offset, length = sindex.record_range(pos)
+        path = self.manifest.shards[shard].path
+        data = self.store.read_range(path, offset, length)
+        if self.verify:
+            check_record(data, int(sindex.crcs[pos]), path, pos, offset)
+        return data
+
+    def decode(self, record: bytes | memoryview) -> dict[str, Any]:
+        """Record bytes → ``{field: value}``."""
+        return self.manifest.schema.decode(record)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.decode(self.read_record(index))
+
+    def iter_shard(self, shard: int) -> Iterator[dict[str, Any]]:
+        """Streams every sample of one shard sequentially (one sequential read, checksums checked)."""
+        entry = self.manifest.shards[shard]
+        index = self.shard_index(shard)
+        with self.store.open_stream(entry.path) as stream:
+            yield from iter_records(stream, self.manifest.schema, index, entry.path)
+
+    def index_table(self) -> Any:
+        """The Parquet sample index as a ``pyarrow.Table`` (key, label, shard, position, offset, length)."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        return pq.read_table(io.BytesIO(self.store.read(self.manifest.index_path)))
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Label of every sample in global order (int64; from the Parquet index, loaded once)."""
+        if self._labels is None:
+            table = self.index_table()
+            labels = table.column("label").to_numpy().astype(np.int64)
+            if len(labels) != len(self):
+                raise ValueError(f"{self.manifest.index_path}: {len(labels)} rows for {len(self)} samples")
+            self._labels = labels
+        return self._labels
+
+    def close(self) -> None:
+        """Closes open files and connections. Idempotent."""
+        self.store.close()
+
+    def __enter__(self) -> ShardDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self.store, "manifest": self.manifest, "verify": self.verify}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["store"], state["manifest"], verify=state["verify"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"ShardDataset({self.root!r}, samples={len(self)}, shards={len(self.shard_sizes)})"
+
+
+def load_manifest(store: Store) -> Manifest:
+    """Reads and validates ``manifest.json`` of the dataset in ``store``."""
+    try:
+        data = store.read(MANIFEST_NAME)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{store.url(MANIFEST_NAME)}: no manifest; not a dataio dataset, or its pack has not finished"
+        ) from None
+    return Manifest.loads(data, store.url(MANIFEST_NAME))
+
+
+def open_dataset(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, **kw: Any) -> ShardDataset:
+    """Opens a packed dataset.
+
+    Args:
+        url: Dataset directory, or an fsspec URL prefix (``s3://bucket/prefix``, ``memory://…``).
+        storage_options: fsspec options for URLs (endpoint, credentials, …).
+        **kw: ``verify`` (bool, default True): check each sample's CRC-32 on read. The node-local cache
+            options (``cache_dir``, ``cache_limit``) belong to the storage layer's cache and are refused
+            until it exists rather than silently ignored.
+
+    Raises:
+        FileNotFoundError: no manifest at ``url``.
+        ManifestError, VersionError: a malformed, unsafe or unsupported manifest.
+    """
+    unknown = sorted(set(kw) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"open_dataset() got unsupported keyword arguments {unknown}; supported: {list(_OPTIONS)}")
+    store = open_store(url, storage_options)
+    return ShardDataset(store, load_manifest(store), verify=bool(kw.get("verify", True)))

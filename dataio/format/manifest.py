@@ -1,0 +1,156 @@
+"""The dataset manifest: one JSON document that describes every shard of a dataset.
+
+A dataset is a directory (or URL prefix) holding ``manifest.json``, the shards it lists and a Parquet
+sample index. The manifest is the commit point of a pack: it is written last, atomically, so a dataset
+without a manifest is unfinished and a manifest never points at a missing or half-written shard.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataio.errors import ManifestError, VersionError
+from dataio.format.schema import Schema
+
+__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ShardEntry", "check_relative_path"]
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "dataio-dataset"
+MANIFEST_VERSION = 1
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_relative_path(path: Any, what: str = "path") -> str:
+    """Returns ``path`` if it is a safe relative POSIX path inside the dataset root, else raises.
+
+    Refused: absolute paths, URLs, drive letters, backslashes, empty, ``.`` and ``..`` components, NUL bytes.
+    """
+    if not isinstance(path, str) or not path:
+        raise ManifestError(f"{what} must be a non-empty string, got {path!r}")
+    if path.startswith("/") or "\\" in path or "\0" in path or "://" in path or _DRIVE.match(path):
+        raise ManifestError(f"{what} {path!r} is not a relative path inside the dataset root")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ManifestError(f"{what} {path!r} escapes or is not normalised inside the dataset root")
+    return path
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One shard of a dataset as the manifest records it."""
+
+    path: str
+    num_samples: int
+    size: int
+    sha256: str
+    index_offset: int
+    index_crc32: int
+
+    def __post_init__(self) -> None:
+        check_relative_path(self.path, "shard path")
+        for name in ("num_samples", "size", "index_offset", "index_crc32"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ManifestError(f"shard {self.path!r}: {name} must be a non-negative int, got {value!r}")
+        if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
+            raise ManifestError(f"shard {self.path!r}: sha256 must be 64 lowercase hex digits")
+        if self.index_offset >= self.size:
+            raise ManifestError(f"shard {self.path!r}: index offset {self.index_offset} beyond size {self.size}")
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a reader needs to know about a dataset before touching a shard.
+
+    Attributes:
+        schema: Field layout of every record.
+        shards: Shards in global sample order (sample ids count through shard 0, then shard 1, …).
+        classes: Class names (index = label) or ``None``.
+        index_path: Relative path of the Parquet sample index.
+        skipped: ``{"path", "reason"}`` dicts for source files left out by ``--on-error skip``.
+        extra: Free-form, JSON-serialisable provenance (pack options, source kind, writer version).
+    """
+
+    schema: Schema
+    shards: tuple[ShardEntry, ...]
+    classes: tuple[str, ...] | None = None
+    index_path: str = "index.parquet"
+    skipped: tuple[dict[str, str], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_relative_path(self.index_path, "index path")
+        paths = [s.path for s in self.shards]
+        if len(set(paths)) != len(paths):
+            raise ManifestError("manifest lists a shard path twice")
+
+    @property
+    def num_samples(self) -> int:
+        return sum(s.num_samples for s in self.shards)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.size for s in self.shards)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "num_samples": self.num_samples,
+            "schema": self.schema.to_json(),
+            "classes": list(self.classes) if self.classes is not None else None,
+            "index": self.index_path,
+            "shards": [s.to_json() for s in self.shards],
+            "skipped": [dict(s) for s in self.skipped],
+            "extra": self.extra,
+        }
+
+    def dumps(self) -> bytes:
+        """Deterministic JSON bytes (sorted keys) of the manifest."""
+        return (json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def loads(cls, data: bytes | str, where: str = MANIFEST_NAME) -> Manifest:
+        """Parses and validates manifest JSON.
+
+        Raises:
+            VersionError: for an unknown manifest version.
+            ManifestError: for anything malformed, inconsistent or unsafe.
+        """
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{where}: not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+            raise ManifestError(f"{where}: not a dataio manifest")
+        if doc.get("version") != MANIFEST_VERSION:
+            raise VersionError(
+                f"{where}: manifest version {doc.get('version')!r} is not supported (this reader: {MANIFEST_VERSION})"
+            )
+        try:
+            shards = tuple(ShardEntry(**s) for s in doc["shards"])
+            classes = doc.get("classes")
+            manifest = cls(
+                schema=Schema.from_json(doc["schema"]),
+                shards=shards,
+                classes=tuple(str(c) for c in classes) if classes is not None else None,
+                index_path=doc.get("index", "index.parquet"),
+                skipped=tuple({"path": str(s["path"]), "reason": str(s["reason"])} for s in doc.get("skipped", [])),
+                extra=dict(doc.get("extra") or {}),
+            )
+        except ManifestError as exc:
+            raise ManifestError(f"{where}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: malformed manifest: {exc!r}") from exc
+        if doc.get("num_samples") != manifest.num_samples:
+            raise ManifestError(
+                f"{where}: num_samples {doc.get('num_samples')} != sum of shard sample counts {manifest.num_samples}"
+            )
+        return manifest

@@ -1,0 +1,264 @@
+"""``pack()``: list the source, plan the shards, write them in parallel, then commit index and manifest.
+
+The manifest is written last, atomically: until it exists the output is an unfinished pack, and a rerun
+after a crash or Ctrl-C reuses every shard whose progress record and checksum still match.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import io
+import multiprocessing as mp
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dataio.errors import PackError
+from dataio.format.manifest import MANIFEST_NAME, Manifest, ShardEntry
+from dataio.format.schema import IMAGE_SCHEMA
+from dataio.pack.labels import Item, label_by_folder, label_from_list, label_val
+from dataio.pack.plan import PackOptions, ShardJob, order_items, plan_shards
+from dataio.pack.sources import scan_folder, scan_tar
+from dataio.pack.worker import ShardResult, init_worker, run_job
+from dataio.storage import LocalStore, Store, is_url, open_store
+
+__all__ = ["PackReport", "collect_items", "pack"]
+
+INDEX_NAME = "index.parquet"
+_TEMP = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")
+
+
+@dataclass(frozen=True)
+class PackReport:
+    """Summary of a finished pack."""
+
+    output: str
+    num_samples: int
+    num_shards: int
+    bytes: int
+    source_bytes: int
+    seconds: float
+    written_shards: int
+    reused_shards: int
+    skipped: tuple[tuple[str, str], ...]
+    classes: tuple[str, ...] | None
+
+
+def collect_items(
+    source: str | os.PathLike[str],
+    *,
+    labels: str | os.PathLike[str] | None = None,
+    synsets: str | os.PathLike[str] | None = None,
+    classes: Sequence[str] | None = None,
+) -> tuple[list[Item], list[str] | None, str]:
+    """Lists and labels the samples of ``source``; returns ``(items, classes, source kind)``."""
+    text = os.fspath(source)
+    if is_url(text):
+        raise PackError(f"{text}: pack reads sources from local paths (output may be a URL)")
+    path = Path(text)
+    if not path.exists():
+        raise PackError(f"{path}: no such file or directory")
+    if path.suffix.lower() in (".csv", ".parquet"):
+        items, cls = label_from_list(path, classes=classes)
+        return items, cls, "list"
+    if path.is_dir():
+        files, kind = scan_folder(path), "folder"
+    elif path.suffix.lower() == ".tar":
+        files, kind = scan_tar(path), "tar"
+    else:
+        raise PackError(f"{path}: SOURCE must be a folder, a .tar archive, or a .csv/.parquet list")
+    if labels is not None:
+        items, cls = label_val(files, labels, synsets_file=synsets, classes=classes)
+        return items, cls, f"{kind}+labels"
+    items, cls = label_by_folder(files, classes=classes)
+    return items, cls, kind
+
+
+def _check_unique(items: list[Item]) -> None:
+    seen: set[str] = set()
+    dupes = [it.key for it in items if it.key in seen or seen.add(it.key)]  # type: ignore[func-returns-value]
+    if dupes:
+        raise PackError(f"{len(dupes)} duplicate sample keys, e.g. {dupes[:5]}")
+
+
+def _size_ratio(items: list[Item], options: PackOptions) -> float:
+    """Estimated output/input bytes of the re-encode, from a deterministic sample of the inputs."""
+    from dataio.pack.images import reencode
+
+    sample = items[:: max(1, len(items) // 32)][:32]
+    src = out = 0
+    for it in sample:
+        try:
+            with open(it.path, "rb") as f:
+                f.seek(it.offset)
+                data = f.read(it.size)
+            out += len(reencode(data, options.max_size, options.quality))
+            src += len(data)
+        except Exception:  # bad images are reported by the workers
+            continue
+    return out / src if src else 1.0
+
+
+def _run(
+    jobs: list[ShardJob],
+    output: str,
+    storage_options: dict[str, Any] | None,
+    options: PackOptions,
+    store: Store,
+    total: int,
+    progress: bool,
+) -> list[ShardResult]:
+    from tqdm import tqdm
+
+    ctx = mp.get_context("spawn")
+    counters = (ctx.Value("q", 0), ctx.Value("q", 0))
+    workers = min(options.workers, len(jobs)) if store.shared_between_processes else 1
+    bar = tqdm(total=total, unit="img", disable=not progress, smoothing=0.1, dynamic_ncols=True)
+    t0 = time.perf_counter()
+
+    def tick() -> None:
+        bar.n = counters[0].value
+        bar.set_postfix_str(f"{counters[1].value / 1e6 / max(time.perf_counter() - t0, 1e-9):.1f} MB/s", refresh=True)
+
+    try:
+        if workers <= 1:
+            init_worker(counters)
+            results = []
+            for job in jobs:
+                results.append(run_job(job, output, storage_options, options))
+                tick()
+            init_worker(None)
+            return results
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(counters,)) as pool:
+            futures = [pool.submit(run_job, job, output, storage_options, options) for job in jobs]
+            try:
+                while not all(f.done() for f in futures):
+                    cf.wait(futures, timeout=0.25, return_when=cf.FIRST_EXCEPTION)
+                    tick()
+                    if any(f.done() and f.exception() for f in futures):
+                        break
+                return [f.result() for f in futures]
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        tick()
+        bar.close()
+
+
+def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols: dict[str, list[Any]] = {k: [] for k in ("key", "label", "shard", "position", "offset", "length")}
+    for job, res in zip(jobs, results, strict=True):
+        for pos, (i, off, length) in enumerate(zip(res.positions, res.offsets, res.lengths, strict=True)):
+            cols["key"].append(job.items[i].key)
+            cols["label"].append(job.items[i].label)
+            cols["shard"].append(job.shard_id)
+            cols["position"].append(pos)
+            cols["offset"].append(off)
+            cols["length"].append(length)
+    types = {
+        "key": pa.string(),
+        "label": pa.int64(),
+        "shard": pa.int32(),
+        "position": pa.int64(),
+        "offset": pa.int64(),
+        "length": pa.int64(),
+    }
+    table = pa.table({k: pa.array(v, type=types[k]) for k, v in cols.items()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    store.write_bytes(INDEX_NAME, buf.getvalue())
+
+
+def _clean(store: Store, keep: set[str]) -> None:
+    """Removes temp files of killed packs and shards of an earlier, different plan."""
+    for path in store.list("shards"):
+        name = path.rsplit("/", 1)[-1]
+        if (isinstance(store, LocalStore) and _TEMP.match(name)) or (name.endswith(".dio") and path not in keep):
+            store.delete(path)
+
+
+def pack(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    options: PackOptions | None = None,
+    *,
+    labels: str | os.PathLike[str] | None = None,
+    synsets: str | os.PathLike[str] | None = None,
+    classes: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> PackReport:
+    """Packs ``source`` into a dataset at ``output`` (a local path or any fsspec URL).
+
+    Args:
+        source: Image folder, ``.tar`` archive (flat or of per-class tars), or ``.csv``/``.parquet`` list.
+        output: Dataset directory or URL prefix.
+        options: Shard size, order, re-encode, error policy and worker count.
+        labels: Labels file of a flat validation set (devkit ground truth or CSV ``ImageId,label-or-wnid``).
+        synsets: ILSVRC id → wnid mapping for the devkit ground truth (``meta.mat`` or text).
+        classes: Class names fixing the label indices (e.g. the train dataset's, for a validation set).
+        storage_options: fsspec options for ``output``.
+        overwrite: Replace an existing dataset packed with different input or options.
+        progress: Show a progress bar (samples/s and MB/s).
+
+    Raises:
+        PackError: if the source is unusable, or (``on_error="fail"``) naming every unreadable image.
+    """
+    options = options or PackOptions()
+    t0 = time.perf_counter()
+    items, cls, kind = collect_items(source, labels=labels, synsets=synsets, classes=classes)
+    _check_unique(items)
+    items = order_items(items, options)
+    jobs = plan_shards(items, options, _size_ratio(items, options) if options.reencodes else 1.0)
+    plan_hash = hashlib.sha256("".join(j.plan_hash for j in jobs).encode() + repr(cls).encode()).hexdigest()
+    out = os.fspath(output)
+    store = open_store(out, storage_options)
+    if store.exists(MANIFEST_NAME):
+        old = Manifest.loads(store.read(MANIFEST_NAME), store.url(MANIFEST_NAME))
+        if old.extra.get("plan_hash") != plan_hash:
+            if not overwrite:
+                raise PackError(f"{store.url(MANIFEST_NAME)} holds a different dataset; pass overwrite to replace it")
+            store.delete(MANIFEST_NAME)
+    _clean(store, {j.path for j in jobs})
+    results = _run(jobs, out, storage_options, options, store, len(items), progress)
+    bad = [b for r in results for b in r.bad]
+    if bad:
+        lines = "\n".join(f"  {p}: {why}" for p, why in bad)
+        raise PackError(f"{len(bad)} unreadable images (rerun with --on-error skip to leave them out):\n{lines}", bad)
+    _write_index(store, jobs, results)
+    skipped = tuple((p, why) for r in results for p, why in r.skipped)
+    manifest = Manifest(
+        schema=IMAGE_SCHEMA,
+        shards=tuple(
+            ShardEntry(j.path, r.info.num_samples, r.info.size, r.info.sha256, r.info.index_offset, r.info.index_crc32)
+            for j, r in zip(jobs, results, strict=True)
+            if r.info
+        ),
+        classes=tuple(cls) if cls is not None else None,
+        index_path=INDEX_NAME,
+        skipped=tuple({"path": p, "reason": why} for p, why in skipped),
+        extra={"plan_hash": plan_hash, "source_kind": kind, "pack_options": options.byte_options()},
+    )
+    store.write_bytes(MANIFEST_NAME, manifest.dumps())
+    return PackReport(
+        output=out,
+        num_samples=manifest.num_samples,
+        num_shards=len(manifest.shards),
+        bytes=manifest.total_bytes,
+        source_bytes=sum(max(it.size, 0) for it in items),
+        seconds=time.perf_counter() - t0,
+        written_shards=sum(r.status == "written" for r in results),
+        reused_shards=sum(r.status == "reused" for r in results),
+        skipped=skipped,
+        classes=manifest.classes,
+    )

@@ -1,0 +1,204 @@
+"""Writing one shard (runs inside a worker process): read the source bytes with a few reads in flight,
+validate or re-encode them, stream records into a temporary object and commit it atomically.
+
+A finished shard leaves a small progress record beside it (``.dataio-pack/<shard>.json``: plan hash,
+checksum, skipped files). A rerun reuses a shard only if its record's plan hash matches and the shard's
+bytes still hash to the recorded sha256.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dataio.format.schema import IMAGE_SCHEMA
+from dataio.format.shard import FOOTER_SIZE, ShardInfo, ShardWriter, parse_footer, parse_index
+from dataio.pack.images import check_image, reencode
+from dataio.pack.labels import Item
+from dataio.pack.plan import PackOptions, ShardJob
+from dataio.storage import Store, open_store
+
+__all__ = ["PROGRESS_DIR", "ShardResult", "init_worker", "run_job"]
+
+PROGRESS_DIR = ".dataio-pack"
+_READ_THREADS = 4
+_READ_AHEAD = 16
+_state = threading.local()
+_progress: tuple[Any, Any] | None = None  # (samples, bytes) multiprocessing.Value counters
+_stores: dict[tuple[str, str], Store] = {}
+
+
+@dataclass
+class ShardResult:
+    """What a worker reports about one shard."""
+
+    shard_id: int
+    path: str
+    status: str  # "written" | "reused" | "failed"
+    info: ShardInfo | None = None
+    positions: list[int] = field(default_factory=list)  # index into job.items of each stored sample
+    offsets: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+
+
+def init_worker(progress: tuple[Any, Any] | None) -> None:
+    """Pool initializer: receives the shared progress counters."""
+    global _progress
+    _progress = progress
+
+
+def _report(samples: int, nbytes: int) -> None:
+    if _progress is not None:
+        for counter, value in zip(_progress, (samples, nbytes), strict=True):
+            with counter.get_lock():
+                counter.value += value
+
+
+def _store(location: str, storage_options: dict[str, Any] | None) -> Store:
+    key = (location, json.dumps(storage_options or {}, sort_keys=True))
+    if key not in _stores:
+        _stores[key] = open_store(location, storage_options)
+    return _stores[key]
+
+
+def _read_item(item: Item) -> bytes:
+    if item.size < 0 or item.offset == 0:
+        with open(item.path, "rb") as f:
+            data = f.read() if item.size < 0 else f.read(item.size)
+    else:
+        fds = getattr(_state, "fds", None) or {}
+        _state.fds = fds
+        if item.path not in fds:
+            fds[item.path] = os.open(item.path, os.O_RDONLY)
+        data = os.pread(fds[item.path], item.size, item.offset)
+    if item.size >= 0 and len(data) != item.size:
+        raise OSError(f"expected {item.size} bytes at offset {item.offset}, read {len(data)}")
+    return data
+
+
+def _prefetch(items: Iterable[Item], read: Callable[[Item], bytes]) -> Iterator[tuple[Item, Future[bytes]]]:
+    """Yields ``(item, future)`` in order with up to ``_READ_AHEAD`` reads in flight on a few threads."""
+    with ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="dataio-pack-read") as pool:
+        pending: deque[tuple[Item, Future[bytes]]] = deque()
+        for item in items:
+            pending.append((item, pool.submit(read, item)))
+            if len(pending) >= _READ_AHEAD:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+
+
+def _prepare(item: Item, fut: Future[bytes], options: PackOptions) -> tuple[bytes | None, str | None]:
+    try:
+        data = fut.result()
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    reason = check_image(data)
+    if reason is None and options.reencodes:
+        try:
+            data = reencode(data, options.max_size, options.quality)
+        except Exception as exc:  # PIL raises many types for bad images
+            reason = f"cannot re-encode: {exc}"
+    return (None, reason) if reason else (data, None)
+
+
+def _record_path(job: ShardJob) -> str:
+    return f"{PROGRESS_DIR}/{job.path.rsplit('/', 1)[-1]}.json"
+
+
+def _display(item: Item) -> str:
+    return item.path if item.offset == 0 else f"{item.path}:{item.key}"
+
+
+def _try_reuse(store: Store, job: ShardJob) -> ShardResult | None:
+    try:
+        record = json.loads(store.read(_record_path(job)))
+    except (FileNotFoundError, ValueError):
+        return None
+    if record.get("plan_hash") != job.plan_hash or not store.exists(job.path):
+        return None
+    info = ShardInfo(**record["info"])
+    sha = hashlib.sha256()
+    with contextlib.closing(store.open_stream(job.path)) as f:
+        while chunk := f.read(1 << 22):
+            sha.update(chunk)
+    if sha.hexdigest() != info.sha256:
+        return None
+    footer = parse_footer(store.read_range(job.path, info.size - FOOTER_SIZE, FOOTER_SIZE), info.size, job.path)
+    index_bytes = store.read_range(job.path, footer.index_offset, info.size - FOOTER_SIZE - footer.index_offset)
+    index = parse_index(index_bytes, footer.num_samples, footer.index_offset, footer.index_crc32, job.path)
+    skipped = set(record["skipped_positions"])
+    positions = [i for i in range(len(job.items)) if i not in skipped]
+    if len(positions) != len(index):
+        return None
+    offsets = [int(x) for x in index.offsets]
+    _report(len(job.items), info.size)
+    result = ShardResult(job.shard_id, job.path, "reused", info, positions, offsets[:-1])
+    result.lengths = [b - a for a, b in itertools.pairwise(offsets)]
+    result.skipped = [
+        (_display(job.items[i]), r) for i, r in zip(record["skipped_positions"], record["reasons"], strict=True)
+    ]
+    return result
+
+
+class _Abort(Exception):
+    """Raised inside the atomic write to discard a shard that must not be committed."""
+
+
+def run_job(job: ShardJob, location: str, storage_options: dict[str, Any] | None, options: PackOptions) -> ShardResult:
+    """Writes (or reuses) one shard; bad images are skipped or make the shard fail, per ``options.on_error``.
+
+    A failed shard is not written; its result lists every bad file with the reason.
+    """
+    store = _store(location, storage_options)
+    reused = _try_reuse(store, job)
+    if reused is not None:
+        return reused
+    result = ShardResult(job.shard_id, job.path, "written")
+    skipped_positions: list[int] = []
+    try:
+        with store.open_atomic(job.path) as f:
+            writer = ShardWriter(f, IMAGE_SCHEMA)
+            done = 0
+            for i, (item, fut) in enumerate(_prefetch(job.items, _read_item)):
+                data, reason = _prepare(item, fut, options)
+                if reason is not None:
+                    result.skipped.append((_display(item), reason))
+                    skipped_positions.append(i)
+                elif not result.skipped or options.on_error == "skip":
+                    start = writer.bytes_written
+                    writer.add({"key": item.key, "label": item.label, "image": data})
+                    result.positions.append(i)
+                    result.offsets.append(start)
+                    result.lengths.append(writer.bytes_written - start)
+                done += 1
+                if done == 64:
+                    _report(done, 0)
+                    done = 0
+            _report(done, 0)
+            if result.skipped and options.on_error == "fail":
+                raise _Abort
+            result.info = writer.close()
+    except _Abort:
+        result.status, result.bad, result.skipped = "failed", result.skipped, []
+        return result
+    _report(0, result.info.size)
+    record = {
+        "plan_hash": job.plan_hash,
+        "info": asdict(result.info),
+        "skipped_positions": skipped_positions,
+        "reasons": [r for _, r in result.skipped],
+    }
+    store.write_bytes(_record_path(job), json.dumps(record, sort_keys=True).encode())
+    return result

@@ -1,0 +1,27 @@
+"""Ranged reads and atomic writes: ``os.pread`` for POSIX paths, fsspec for every URL protocol."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dataio.storage.base import StorageError, Store
+from dataio.storage.fsspec_store import FsspecStore
+from dataio.storage.local import LocalStore
+
+__all__ = ["FsspecStore", "LocalStore", "StorageError", "Store", "is_url", "open_store"]
+
+
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """Whether ``location`` is a URL other than ``file://`` (those are served by fsspec)."""
+    text = os.fspath(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def open_store(location: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Store:
+    """Returns the store serving ``location``: a :class:`LocalStore` for paths and ``file://``, else fsspec."""
+    if is_url(location):
+        return FsspecStore(os.fspath(location), storage_options)
+    if storage_options:
+        raise ValueError("storage_options apply to URLs only, not to the local path " + os.fspath(location))
+    return LocalStore(location)

@@ -1,0 +1,83 @@
+"""The storage interface every backend implements: byte ranges of named objects under one root.
+
+Storage knows paths and byte ranges, never samples. Paths are relative POSIX paths under the store's
+root; every write is atomic (a reader sees the old object, or the complete new one, never a torn one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from dataio.errors import DataioError
+
+__all__ = ["StorageError", "Store"]
+
+
+class StorageError(DataioError, OSError):
+    """A read or write that failed; the message names the URL, the byte range and the cause."""
+
+
+class Store(ABC):
+    """A root directory or URL prefix holding a dataset's objects."""
+
+    #: Whether other processes see what this store writes (False for per-process stores like memory://).
+    shared_between_processes: bool = True
+
+    @property
+    @abstractmethod
+    def root(self) -> str:
+        """The root as the user gave it (path or URL, without credentials)."""
+
+    @abstractmethod
+    def url(self, path: str) -> str:
+        """Full path or URL of ``path`` (for messages and logs)."""
+
+    @abstractmethod
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        """Reads exactly ``length`` bytes at ``offset``; raises :class:`StorageError` if fewer exist."""
+
+    @abstractmethod
+    def read(self, path: str) -> bytes:
+        """Reads a whole object."""
+
+    @abstractmethod
+    def size(self, path: str) -> int:
+        """Size of an object in bytes; raises ``FileNotFoundError`` if it does not exist."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool:
+        """Whether an object exists."""
+
+    @abstractmethod
+    def delete(self, path: str) -> None:
+        """Deletes an object (missing objects are ignored)."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Relative paths of the objects directly below the directory ``prefix`` (empty if none)."""
+
+    @abstractmethod
+    @contextlib.contextmanager
+    def open_atomic(self, path: str) -> Iterator[BinaryIO]:
+        """Opens ``path`` for writing; the object appears only when the block exits without error."""
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Atomically writes a whole object."""
+        with self.open_atomic(path) as f:
+            f.write(data)
+
+    def open_stream(self, path: str) -> BinaryIO:
+        """Opens an object for sequential reading."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases open descriptors and connections. Idempotent."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

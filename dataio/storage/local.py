@@ -1,0 +1,136 @@
+"""POSIX storage: local disks and mounted parallel filesystems (CPFS, Lustre, NFS).
+
+Reads use ``os.pread`` on one cached descriptor per file: no seek state shared between threads, and the
+GIL is released while the kernel copies. Writes go to a temporary file beside the target and are renamed
+into place, so no reader ever sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from dataio.format.manifest import check_relative_path
+from dataio.storage.base import StorageError, Store
+
+__all__ = ["LocalStore"]
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
+
+
+class LocalStore(Store):
+    """A directory on a POSIX filesystem.
+
+    Args:
+        root: Directory path (``file://`` prefix allowed).
+        fsync: Whether atomic writes are flushed to stable storage before the rename.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        text = os.fspath(root)
+        self._root = text
+        self._dir = Path(text.removeprefix("file://")).expanduser()
+        self._fsync = fsync
+        self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _close_all, self._fds)
+
+    @property
+    def root(self) -> str:
+        return self._root
+
+    def _path(self, path: str) -> Path:
+        return self._dir / check_relative_path(path)
+
+    def url(self, path: str) -> str:
+        return str(self._path(path))
+
+    def _fd(self, path: str) -> int:
+        with self._lock:
+            fd = self._fds.get(path)
+            if fd is None:
+                fd = os.open(self._path(path), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                self._fds[path] = fd
+            return fd
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        try:
+            fd = self._fd(path)
+            data = os.pread(fd, length, offset)
+            while len(data) < length:  # short reads happen on network filesystems
+                more = os.pread(fd, length - len(data), offset + len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:
+            raise StorageError(f"{self.url(path)} [{offset}, +{length}): {exc}") from exc
+        if len(data) != length:
+            raise StorageError(f"{self.url(path)} [{offset}, +{length}): file ends after {len(data)} bytes")
+        return data
+
+    def read(self, path: str) -> bytes:
+        return self._path(path).read_bytes()
+
+    def size(self, path: str) -> int:
+        return self._path(path).stat().st_size
+
+    def exists(self, path: str) -> bool:
+        return self._path(path).exists()
+
+    def delete(self, path: str) -> None:
+        self._forget(path)
+        with contextlib.suppress(FileNotFoundError):
+            self._path(path).unlink()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self._dir
+        if not base.is_dir():
+            return []
+        return sorted(f"{prefix}/{p.name}" if prefix else p.name for p in base.iterdir() if p.is_file())
+
+    def _forget(self, path: str) -> None:
+        with self._lock:
+            fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def open_atomic(self, path: str) -> Iterator[BinaryIO]:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+            self._forget(path)
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def open_stream(self, path: str) -> BinaryIO:
+        return open(self._path(path), "rb")
+
+    def close(self) -> None:
+        with self._lock:
+            _close_all(self._fds)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"root": self._root, "fsync": self._fsync}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["root"], fsync=bool(state["fsync"]))  # type: ignore[misc, arg-type]

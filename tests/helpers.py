@@ -1,0 +1,102 @@
+"""Shared test helpers.
+
+``assert_state_roundtrip`` is the one state_dict round-trip check for every resumable object in dataio
+(sampler, loader, cache, ...). Usage::
+
+    from tests.helpers import assert_state_roundtrip
+
+    assert_state_roundtrip(
+        make=lambda: DistributedShuffleSampler(ds, "global", world_size=1, rank=0),
+        consume=lambda s, k: take(s, k),  # take k items (k=None: to the end), return them as a list
+        prefix=10,
+    )
+
+To resume on a different configuration (e.g. another world size), pass ``make_resumed`` and, when the
+two continuations may legitimately differ in some way (padding), a ``compare`` function.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["Resumable", "assert_plain_data", "assert_state_roundtrip"]
+
+
+class Resumable(Protocol):
+    """Anything with torch-style ``state_dict()`` / ``load_state_dict(state)``."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+T = TypeVar("T", bound=Resumable)
+
+
+def assert_plain_data(value: Any, path: str = "state") -> None:
+    """Assert ``value`` is JSON-like plain data: dict (str keys), list, str, int, float, bool or None."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            assert_plain_data(item, f"{path}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert isinstance(key, str), f"{path}: key {key!r} is not a str"
+            assert_plain_data(item, f"{path}[{key!r}]")
+        return
+    raise AssertionError(f"{path} is a {type(value).__module__}.{type(value).__name__}, not plain data")
+
+
+def _equal(resumed: Sequence[Any], expected: Sequence[Any]) -> None:
+    assert list(resumed) == list(expected), "the resumed object does not continue where the original stopped"
+
+
+def assert_state_roundtrip(
+    make: Callable[[], T],
+    consume: Callable[[T, int | None], Sequence[Any]],
+    *,
+    prefix: int,
+    make_resumed: Callable[[], T] | None = None,
+    compare: Callable[[Sequence[Any], Sequence[Any]], None] = _equal,
+) -> dict[str, Any]:
+    """Check that ``state_dict`` / ``load_state_dict`` resume exactly.
+
+    Steps: build ``a = make()``; consume ``prefix`` items; take ``state = a.state_dict()`` and check
+    that it is plain data that survives a JSON round trip; let ``a`` produce its continuation
+    ``consume(a, None)``; build ``b`` (``make_resumed()``, default ``make()``), load the JSON-decoded
+    state, check the loaded state is not mutated (and, for the same configuration, that ``b`` reports
+    the same state back) and ``compare(consume(b, None), continuation_of_a)``.
+
+    Args:
+        make: Builds the original object.
+        consume: ``consume(obj, k)`` makes ``obj`` produce ``k`` more items (``None``: all remaining)
+            and returns them.
+        prefix: Items consumed before the state is taken.
+        make_resumed: Builds the object that resumes (default: ``make``).
+        compare: ``compare(resumed, original)`` raises AssertionError when the continuations differ
+            (default: equality).
+
+    Returns:
+        The state dict (for further checks).
+    """
+    a = make()
+    consume(a, prefix)
+    state = a.state_dict()
+    assert_plain_data(state)
+    encoded = json.dumps(state, sort_keys=True)
+    assert json.loads(encoded) == state, "state does not survive a JSON round trip"
+    expected = list(consume(a, None))
+    b = (make_resumed or make)()
+    loaded = json.loads(encoded)
+    snapshot = copy.deepcopy(loaded)
+    b.load_state_dict(loaded)
+    assert loaded == snapshot, "load_state_dict mutated its argument"
+    if make_resumed is None:
+        assert b.state_dict() == state, "a freshly loaded object reports a different state"
+    compare(list(consume(b, None)), expected)
+    return state
