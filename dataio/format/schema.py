@@ -155,19 +155,21 @@ class Schema:
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    def encode(self, sample: Mapping[str, Any]) -> bytes:
-        """Encodes one sample (a mapping with exactly the schema's field names) into record bytes."""
-        missing = [n for n in self.names if n not in sample]
-        extra = [k for k in sample if k not in self.names]
-        if missing or extra:
+    def encode_parts(self, sample: Mapping[str, Any]) -> list[bytes]:
+        """Encodes one sample into the parts of its record: the lengths header, then one payload per field.
+
+        ``b"".join(parts)`` is the record; writers that stream may write the parts without joining them.
+        """
+        if len(sample) != len(self.fields) or any(f.name not in sample for f in self.fields):
+            missing = [n for n in self.names if n not in sample]
+            extra = [k for k in sample if k not in self.names]
             raise ValueError(f"sample does not match schema {self.names}: missing {missing}, unexpected {extra}")
         payloads = [f.encode(sample[f.name]) for f in self.fields]
-        return self.pack_payloads(payloads)
+        return [struct.pack(f"<{len(payloads)}I", *(len(p) for p in payloads)), *payloads]
 
-    def pack_payloads(self, payloads: list[bytes]) -> bytes:
-        """Joins already encoded payloads (one per field, in order) into record bytes."""
-        head = struct.pack(f"<{len(payloads)}I", *(len(p) for p in payloads))
-        return b"".join([head, *payloads])
+    def encode(self, sample: Mapping[str, Any]) -> bytes:
+        """Encodes one sample (a mapping with exactly the schema's field names) into record bytes."""
+        return b"".join(self.encode_parts(sample))
 
     def decode(self, record: bytes | memoryview) -> dict[str, Any]:
         """Decodes record bytes into a ``{name: value}`` dict.

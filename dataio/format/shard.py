@@ -198,8 +198,22 @@ class ShardWriter:
         return self._pos
 
     def add(self, sample: dict[str, Any]) -> int:
-        """Encodes and appends one sample; returns its position in the shard."""
-        return self.add_record(self.schema.encode(sample))
+        """Encodes and appends one sample; returns its position in the shard.
+
+        The record's parts are checksummed and written one after the other, never joined into one buffer:
+        a large payload (an image) is not copied on its way to the file.
+        """
+        if self._closed:
+            raise ValueError("shard writer is closed")
+        parts = self.schema.encode_parts(sample)
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        self._offsets.append(self._pos)
+        self._crcs.append(crc)
+        for part in parts:
+            self._write(part)
+        return len(self._crcs) - 1
 
     def add_record(self, record: bytes) -> int:
         """Appends already encoded record bytes (see :meth:`Schema.encode`); returns its position."""

@@ -12,11 +12,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import os
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,14 +20,13 @@ from dataio.format.shard import FOOTER_SIZE, ShardInfo, ShardWriter, parse_foote
 from dataio.pack.images import check_image, reencode
 from dataio.pack.labels import Item
 from dataio.pack.plan import PackOptions, ShardJob
+from dataio.pack.readahead import Readahead
 from dataio.storage import Store, open_store
 
 __all__ = ["PROGRESS_DIR", "ShardResult", "init_worker", "run_job"]
 
 PROGRESS_DIR = ".dataio-pack"
-_READ_THREADS = 4
-_READ_AHEAD = 16
-_state = threading.local()
+_READ_AHEAD = 128  # files announced to the kernel ahead of the writer
 _progress: tuple[Any, Any] | None = None  # (samples, bytes) multiprocessing.Value counters
 _stores: dict[tuple[str, str], Store] = {}
 
@@ -72,45 +66,17 @@ def _store(location: str, storage_options: dict[str, Any] | None) -> Store:
     return _stores[key]
 
 
-def _read_item(item: Item) -> bytes:
-    if item.size < 0 or item.offset == 0:
-        with open(item.path, "rb") as f:
-            data = f.read() if item.size < 0 else f.read(item.size)
-    else:
-        fds = getattr(_state, "fds", None) or {}
-        _state.fds = fds
-        if item.path not in fds:
-            fds[item.path] = os.open(item.path, os.O_RDONLY)
-        data = os.pread(fds[item.path], item.size, item.offset)
-    if item.size >= 0 and len(data) != item.size:
-        raise OSError(f"expected {item.size} bytes at offset {item.offset}, read {len(data)}")
-    return data
-
-
-def _prefetch(items: Iterable[Item], read: Callable[[Item], bytes]) -> Iterator[tuple[Item, Future[bytes]]]:
-    """Yields ``(item, future)`` in order with up to ``_READ_AHEAD`` reads in flight on a few threads."""
-    with ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="dataio-pack-read") as pool:
-        pending: deque[tuple[Item, Future[bytes]]] = deque()
-        for item in items:
-            pending.append((item, pool.submit(read, item)))
-            if len(pending) >= _READ_AHEAD:
-                yield pending.popleft()
-        while pending:
-            yield pending.popleft()
-
-
-def _prepare(item: Item, fut: Future[bytes], options: PackOptions) -> tuple[bytes | None, str | None]:
-    try:
-        data = fut.result()
-    except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}"
+def _prepare(item: Item, data: bytes | OSError, options: PackOptions) -> tuple[bytes | None, str | None]:
+    """Validates (and re-encodes) one source file; returns ``(image bytes, None)`` or ``(None, reason)``."""
+    if isinstance(data, OSError):
+        return None, f"cannot read: {data.strerror or data}"
     reason = check_image(data)
     if reason is None and options.reencodes:
         try:
             data = reencode(data, options.max_size, options.quality)
         except Exception as exc:  # PIL raises many types for bad images
             reason = f"cannot re-encode: {exc}"
-    return (None, reason) if reason else (data, None)
+    return (None, reason) if reason is not None else (data, None)
 
 
 def _record_path(job: ShardJob) -> str:
@@ -168,11 +134,11 @@ def run_job(job: ShardJob, location: str, storage_options: dict[str, Any] | None
     result = ShardResult(job.shard_id, job.path, "written")
     skipped_positions: list[int] = []
     try:
-        with store.open_atomic(job.path) as f:
+        with store.open_atomic(job.path) as f, Readahead(job.items, _READ_AHEAD) as source:
             writer = ShardWriter(f, IMAGE_SCHEMA)
             done = 0
-            for i, (item, fut) in enumerate(_prefetch(job.items, _read_item)):
-                data, reason = _prepare(item, fut, options)
+            for i, (item, raw) in enumerate(source):
+                data, reason = _prepare(item, raw, options)
                 if reason is not None:
                     result.skipped.append((_display(item), reason))
                     skipped_positions.append(i)
