@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,11 +17,11 @@ import torch.utils.data
 
 from dataio.format.manifest import MANIFEST_NAME, Manifest
 from dataio.format.shard import FOOTER_SIZE, ShardIndex, check_record, iter_records, parse_index
-from dataio.storage import Store, open_store
+from dataio.storage import RangeReader, RetryPolicy, Store, open_store
 
 __all__ = ["ShardDataset", "open_dataset"]
 
-_OPTIONS = ("verify",)
+_OPTIONS = ("verify", "threads", "coalesce_gap", "retry")
 
 
 class ShardDataset(torch.utils.data.Dataset):
@@ -34,12 +34,25 @@ class ShardDataset(torch.utils.data.Dataset):
         store: Where the dataset lives.
         manifest: The parsed manifest.
         verify: Check every sample's CRC-32 when it is read (cheap: ~2.5 GB/s per core).
+        threads: Reads in flight for :meth:`read_records`/:meth:`get_many` (default: the store's).
+        coalesce_gap: Merge reads of one shard that are at most this many bytes apart.
     """
 
-    def __init__(self, store: Store, manifest: Manifest, *, verify: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        manifest: Manifest,
+        *,
+        verify: bool = True,
+        threads: int | None = None,
+        coalesce_gap: int = 64 * 1024,
+    ) -> None:
         self.store = store
         self.manifest = manifest
         self.verify = verify
+        self.threads = threads
+        self.coalesce_gap = coalesce_gap
+        self._reader: RangeReader | None = None
         self.shard_sizes = np.array([s.num_samples for s in manifest.shards], dtype=np.int64)
         self.shard_nbytes = np.array([s.size for s in manifest.shards], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(self.shard_sizes)]).astype(np.int64)
@@ -101,6 +114,73 @@ class ShardDataset(torch.utils.data.Dataset):
             check_record(data, int(sindex.crcs[pos]), path, pos, offset)
         return data
 
+    @property
+    def reader(self) -> RangeReader:
+        """The dataset's :class:`RangeReader` (created on first use; not pickled)."""
+        with self._lock:
+            if self._reader is None:
+                self._reader = RangeReader(self.store, threads=self.threads, coalesce_gap=self.coalesce_gap)
+            return self._reader
+
+    def _load_indexes(self, shards: Iterable[int]) -> None:
+        """Loads the indexes of ``shards`` not yet loaded, many reads in flight."""
+        with self._lock:
+            todo = [int(s) for s in shards if int(s) not in self._indexes]
+        if not todo:
+            return
+        requests = []
+        for s in todo:
+            e = self.manifest.shards[s]
+            requests.append((e.path, e.index_offset, e.size - FOOTER_SIZE - e.index_offset))
+        for s, buf in zip(todo, self.reader.read_many(requests), strict=True):
+            e = self.manifest.shards[s]
+            index = parse_index(buf, e.num_samples, e.index_offset, e.index_crc32, e.path)
+            with self._lock:
+                self._indexes.setdefault(s, index)
+
+    def read_records(self, indices: Iterable[int]) -> Iterator[bytes]:
+        """Checksum-verified record bytes of ``indices``, in that order, with many reads in flight.
+
+        Record ranges of one shard that lie close together are fetched with one request (see
+        :class:`RangeReader`); shard indexes are loaded first, concurrently.
+        """
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"sample indices out of range for a dataset of {n} samples")
+        idx = np.where(idx < 0, idx + n, idx)
+        shards = np.searchsorted(self._starts, idx, side="right") - 1
+        positions = idx - self._starts[shards]
+        self._load_indexes(np.unique(shards))
+
+        def requests() -> Iterator[tuple[str, int, int]]:
+            for s, p in zip(shards.tolist(), positions.tolist(), strict=True):
+                off, length = self._indexes[s].record_range(p)
+                yield self.manifest.shards[s].path, off, length
+
+        for s, p, data in zip(shards.tolist(), positions.tolist(), self.reader.read_many(requests()), strict=True):
+            if self.verify:
+                sindex = self._indexes[s]
+                check_record(data, int(sindex.crcs[p]), self.manifest.shards[s].path, p, int(sindex.offsets[p]))
+            yield data
+
+    def get_many(self, indices: Iterable[int]) -> Iterator[dict[str, Any]]:
+        """Decoded samples of ``indices`` in order (:meth:`read_records` + :meth:`decode`)."""
+        for record in self.read_records(indices):
+            yield self.decode(record)
+
+    def prefetch(self, shards: Iterable[int]) -> None:
+        """Tells the storage layer the upcoming shard access order (e.g. ``sampler.shard_order()``).
+
+        A cached dataset (``cache_dir=``) fetches those shards ahead in that order and evicts by it; on other
+        stores this only loads the shards' indexes.
+        """
+        order = [int(s) for s in shards]
+        set_order = getattr(self.store, "set_access_order", None)
+        if set_order is not None:
+            set_order([self.manifest.shards[s].path for s in order])
+        self._load_indexes(dict.fromkeys(order))
+
     def decode(self, record: bytes | memoryview) -> dict[str, Any]:
         """Record bytes → ``{field: value}``."""
         return self.manifest.schema.decode(record)
@@ -135,7 +215,11 @@ class ShardDataset(torch.utils.data.Dataset):
         return self._labels
 
     def close(self) -> None:
-        """Closes open files and connections. Idempotent."""
+        """Stops reader threads, closes open files and connections. Idempotent."""
+        with self._lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         self.store.close()
 
     def __enter__(self) -> ShardDataset:
@@ -145,10 +229,17 @@ class ShardDataset(torch.utils.data.Dataset):
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"store": self.store, "manifest": self.manifest, "verify": self.verify}
+        return {
+            "store": self.store,
+            "manifest": self.manifest,
+            "verify": self.verify,
+            "threads": self.threads,
+            "coalesce_gap": self.coalesce_gap,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["store"], state["manifest"], verify=state["verify"])  # type: ignore[misc]
+        store, manifest = state.pop("store"), state.pop("manifest")
+        self.__init__(store, manifest, **state)  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return f"ShardDataset({self.root!r}, samples={len(self)}, shards={len(self.shard_sizes)})"
@@ -169,18 +260,29 @@ def open_dataset(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
     """Opens a packed dataset.
 
     Args:
-        url: Dataset directory, or an fsspec URL prefix (``s3://bucket/prefix``, ``memory://…``).
-        storage_options: fsspec options for URLs (endpoint, credentials, …).
-        **kw: ``verify`` (bool, default True): check each sample's CRC-32 on read. The node-local cache
-            options (``cache_dir``, ``cache_limit``) belong to the storage layer's cache and are refused
-            until it exists rather than silently ignored.
+        url: Dataset directory (local disk, or a POSIX mount of CPFS/Lustre/NFS: read with ``os.pread``), or an
+            fsspec URL prefix (``s3://bucket/prefix``, ``oss://…``, ``hdfs://…``, ``memory://…``).
+        storage_options: fsspec options for URLs (endpoint, credentials, anon, …); never logged.
+        **kw: ``verify`` (bool, default True): check each sample's CRC-32 on read; ``threads`` (int): reads in
+            flight for batched reads (default 8 for POSIX, 32 for URLs); ``coalesce_gap`` (bytes, default 64 KiB);
+            ``retry`` (:class:`~dataio.storage.RetryPolicy`) for remote reads.
 
     Raises:
         FileNotFoundError: no manifest at ``url``.
         ManifestError, VersionError: a malformed, unsafe or unsupported manifest.
+        ImportError: the backend for the URL's protocol is missing (names the extra to install).
     """
     unknown = sorted(set(kw) - set(_OPTIONS))
     if unknown:
         raise TypeError(f"open_dataset() got unsupported keyword arguments {unknown}; supported: {list(_OPTIONS)}")
-    store = open_store(url, storage_options)
-    return ShardDataset(store, load_manifest(store), verify=bool(kw.get("verify", True)))
+    retry = kw.get("retry")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+    store = open_store(url, storage_options, retry=retry)
+    return ShardDataset(
+        store,
+        load_manifest(store),
+        verify=bool(kw.get("verify", True)),
+        threads=kw.get("threads"),
+        coalesce_gap=int(kw.get("coalesce_gap", 64 * 1024)),
+    )

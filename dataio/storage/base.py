@@ -13,11 +13,32 @@ from typing import BinaryIO
 
 from dataio.errors import DataioError
 
-__all__ = ["StorageError", "Store"]
+__all__ = ["StorageError", "StorageNotFoundError", "StoragePermissionError", "Store", "storage_error"]
 
 
 class StorageError(DataioError, OSError):
     """A read or write that failed; the message names the URL, the byte range and the cause."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """The object does not exist (HTTP 404, ENOENT): permanent, never retried."""
+
+
+class StoragePermissionError(StorageError, PermissionError):
+    """Access denied or bad credentials (HTTP 403): permanent, never retried."""
+
+
+def storage_error(exc: BaseException, where: str) -> StorageError:
+    """Wraps ``exc`` in the :class:`StorageError` subclass of its kind, with ``where`` (URL and range) in front."""
+    if isinstance(exc, FileNotFoundError):
+        cls: type[StorageError] = StorageNotFoundError
+    elif isinstance(exc, PermissionError):
+        cls = StoragePermissionError
+    else:
+        cls = StorageError
+    err = cls(f"{where}: {exc}")
+    err.__cause__ = exc
+    return err
 
 
 class Store(ABC):
@@ -25,6 +46,8 @@ class Store(ABC):
 
     #: Whether other processes see what this store writes (False for per-process stores like memory://).
     shared_between_processes: bool = True
+    #: Reads a :class:`~dataio.storage.reader.RangeReader` keeps in flight by default on this backend.
+    default_threads: int = 8
 
     @property
     @abstractmethod

@@ -3,6 +3,10 @@
 Sizes come from the manifest, so reading a dataset needs only ranged GETs: no listing, no HEAD per sample.
 Writes are staged in a local temporary file and uploaded in one ``put_file`` call: object stores publish an
 object only once its upload completes, so no reader sees a torn shard.
+
+Every read goes through one :class:`~dataio.storage.retry.RetryPolicy`. The client libraries' own retry loops
+are switched off by default for S3 (s3fs ``retries=1``, botocore ``max_attempts=1``) so that a failing
+request is retried by one policy with one budget, not by three nested ones (a retry storm).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from dataio.format.manifest import check_relative_path
-from dataio.storage.base import StorageError, Store
+from dataio.storage.base import StorageError, Store, storage_error
+from dataio.storage.retry import RetryPolicy, call_with_retry
 
 __all__ = ["EXTRAS", "FsspecStore"]
 
@@ -23,20 +28,50 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "s3": ("s3fs", "s3"),
     "s3a": ("s3fs", "s3"),
     "oss": ("ossfs", "oss"),
-    "hdfs": ("pyarrow", "hdfs"),
 }
 
 
-def _filesystem(protocol: str, storage_options: dict[str, Any]) -> Any:
+def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Client options dataio sets unless the user did: no nested retries, bounded timeouts (S3)."""
+    if protocol not in ("s3", "s3a"):
+        return options
+    out = dict(options)
+    out.setdefault("retries", 1)
+    config = dict(out.get("config_kwargs") or {})
+    config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+    config.setdefault("connect_timeout", 10)
+    config.setdefault("read_timeout", 30)
+    out["config_kwargs"] = config
+    return out
+
+
+def _filesystem(url: str, protocol: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+    """The fsspec filesystem for ``url`` and the path inside it; clear errors for missing or broken backends."""
     import fsspec
 
     try:
-        return fsspec.filesystem(protocol, **storage_options)
+        fs, path = fsspec.core.url_to_fs(url, **storage_options)
     except ImportError as exc:
-        module, extra = EXTRAS.get(protocol, (protocol, protocol))
+        if protocol not in EXTRAS:
+            raise ImportError(f"{protocol}:// needs an fsspec backend that is not installed: {exc}") from exc
+        module, extra = EXTRAS[protocol]
         raise ImportError(
             f"reading {protocol}:// needs the {module!r} package: pip install 'dataio[{extra}]' ({exc})"
         ) from exc
+    except ValueError as exc:
+        if "Protocol not known" in str(exc):
+            raise ValueError(f"{url}: no fsspec filesystem is registered for {protocol}://") from exc
+        raise
+    except OSError as exc:
+        hint = (
+            " (HDFS goes through pyarrow's HadoopFileSystem, which needs a JVM and libhdfs: set JAVA_HOME, "
+            "HADOOP_HOME and CLASSPATH=$(hadoop classpath --glob))"
+            if protocol in ("hdfs", "viewfs")
+            else ""
+        )
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise storage_error(OSError(f"cannot open the {protocol} filesystem: {first_line}{hint}"), url) from exc
+    return fs, path
 
 
 class FsspecStore(Store):
@@ -45,17 +80,24 @@ class FsspecStore(Store):
     Args:
         url: ``protocol://bucket/prefix``.
         storage_options: Passed to the filesystem (endpoint, credentials, anon, …); never logged.
+        retry: Backoff policy for transient failures (default :class:`RetryPolicy`).
     """
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    default_threads = 32  # object stores answer each request after tens of milliseconds
+
+    def __init__(
+        self, url: str, storage_options: dict[str, Any] | None = None, *, retry: RetryPolicy | None = None
+    ) -> None:
         protocol, _, rest = url.partition("://")
         if not rest:
             raise ValueError(f"not a URL: {url!r}")
         self._url = url.rstrip("/")
         self._protocol = protocol
         self._options = dict(storage_options or {})
-        self._fs = _filesystem(protocol, self._options)
-        self._prefix = self._fs._strip_protocol(self._url).rstrip("/")
+        self._retry = retry or RetryPolicy()
+        self.retries = 0  # transient failures retried so far (approximate under threads)
+        self._fs, prefix = _filesystem(self._url, protocol, _with_defaults(protocol, self._options))
+        self._prefix = prefix.rstrip("/")
         self.shared_between_processes = protocol not in ("memory",)
 
     @property
@@ -68,22 +110,26 @@ class FsspecStore(Store):
     def url(self, path: str) -> str:
         return f"{self._url}/{path}"
 
-    def read_range(self, path: str, offset: int, length: int) -> bytes:
+    def _call(self, fn: Any, where: str) -> Any:
+        def count(_: BaseException) -> None:
+            self.retries += 1
+
         try:
-            data = self._fs.cat_file(self._path(path), start=offset, end=offset + length)
+            return call_with_retry(fn, self._retry, lambda: where, on_retry=count)
         except Exception as exc:
-            raise StorageError(f"{self.url(path)} [{offset}, +{length}): {exc!r}") from exc
+            if isinstance(exc, StorageError):
+                raise
+            raise storage_error(exc, where) from exc
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        where = f"{self.url(path)} [{offset}, +{length})"
+        data = self._call(lambda: self._fs.cat_file(self._path(path), start=offset, end=offset + length), where)
         if len(data) != length:
-            raise StorageError(f"{self.url(path)} [{offset}, +{length}): got {len(data)} bytes")
+            raise storage_error(EOFError(f"got {len(data)} bytes"), where)
         return data
 
     def read(self, path: str) -> bytes:
-        try:
-            return self._fs.cat_file(self._path(path))
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"{self.url(path)}: {exc!r}") from exc
+        return self._call(lambda: self._fs.cat_file(self._path(path)), self.url(path))
 
     def size(self, path: str) -> int:
         return int(self._fs.size(self._path(path)))
@@ -119,7 +165,7 @@ class FsspecStore(Store):
         return self._fs.open(self._path(path), "rb")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self._url, "storage_options": self._options}
+        return {"url": self._url, "storage_options": self._options, "retry": self._retry}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["storage_options"])  # type: ignore[misc]
+        self.__init__(state["url"], state["storage_options"], retry=state["retry"])  # type: ignore[misc]

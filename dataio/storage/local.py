@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dataio.format.manifest import check_relative_path
-from dataio.storage.base import StorageError, Store
+from dataio.storage.base import StorageError, Store, storage_error
 
 __all__ = ["LocalStore"]
 
@@ -74,9 +74,11 @@ class LocalStore(Store):
                     break
                 data += more
         except OSError as exc:
-            raise StorageError(f"{self.url(path)} [{offset}, +{length}): {exc}") from exc
+            raise storage_error(exc, f"{self.url(path)} [{offset}, +{length})") from exc
         if len(data) != length:
-            raise StorageError(f"{self.url(path)} [{offset}, +{length}): file ends after {len(data)} bytes")
+            raise StorageError(
+                f"{self.url(path)} [{offset}, +{length}): got {len(data)} bytes, the file ends at {offset + len(data)}"
+            )
         return data
 
     def read(self, path: str) -> bytes:
