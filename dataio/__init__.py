@@ -13,9 +13,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChecksumError",
+    "DataLoader",
     "DataioError",
     "DistributedShuffleSampler",
     "FormatError",
+    "ImagePipeline",
     "ManifestError",
     "PackError",
     "PackOptions",
@@ -30,9 +32,11 @@ __all__ = [
 
 _LAZY = {
     "ChecksumError": "dataio.errors",
+    "DataLoader": "dataio.loaders.loader",
     "DataioError": "dataio.errors",
     "DistributedShuffleSampler": "dataio.sampling",
     "FormatError": "dataio.errors",
+    "ImagePipeline": "dataio.loaders.image_pipeline",
     "ManifestError": "dataio.errors",
     "PackError": "dataio.errors",
     "PackOptions": "dataio.pack",

@@ -25,6 +25,7 @@ COMMANDS = {
     "synth": "dataio.commands.synth",
     "demo": "dataio.commands.demo",
     "shuffle-stats": "dataio.commands.shuffle_stats",
+    "cache": "dataio.commands.cache",
 }
 
 

@@ -21,7 +21,7 @@ from dataio.storage import RangeReader, RetryPolicy, Store, open_store
 
 __all__ = ["ShardDataset", "open_dataset"]
 
-_OPTIONS = ("verify", "threads", "coalesce_gap", "retry")
+_OPTIONS = ("verify", "threads", "coalesce_gap", "retry", "cache_dir", "cache_limit")
 
 
 class ShardDataset(torch.utils.data.Dataset):
@@ -169,6 +169,10 @@ class ShardDataset(torch.utils.data.Dataset):
         for record in self.read_records(indices):
             yield self.decode(record)
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """A batch of samples at once (torch's DataLoader fetcher calls this): many reads in flight."""
+        return list(self.get_many(indices))
+
     def prefetch(self, shards: Iterable[int]) -> None:
         """Tells the storage layer the upcoming shard access order (e.g. ``sampler.shard_order()``).
 
@@ -265,7 +269,11 @@ def open_dataset(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
         storage_options: fsspec options for URLs (endpoint, credentials, anon, …); never logged.
         **kw: ``verify`` (bool, default True): check each sample's CRC-32 on read; ``threads`` (int): reads in
             flight for batched reads (default 8 for POSIX, 32 for URLs); ``coalesce_gap`` (bytes, default 64 KiB);
-            ``retry`` (:class:`~dataio.storage.RetryPolicy`) for remote reads.
+            ``retry`` (:class:`~dataio.storage.RetryPolicy`) for remote reads; ``cache_dir`` (a node-local
+            directory shared by every process on the node) and ``cache_limit`` (bytes or "200GB", default: no
+            limit) put the node-local shard cache in front of the store: shards are fetched ahead in the order
+            given to :meth:`ShardDataset.prefetch`, verified against the manifest's sha256, evicted by that future
+            order (Belady).
 
     Raises:
         FileNotFoundError: no manifest at ``url``.
@@ -279,9 +287,23 @@ def open_dataset(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
     store = open_store(url, storage_options, retry=retry)
+    manifest = load_manifest(store)
+    if kw.get("cache_dir") is not None:
+        from dataio.cache import CachedStore
+        from dataio.pack.plan import parse_size
+
+        limit = kw.get("cache_limit")
+        store = CachedStore(
+            store,
+            kw["cache_dir"],
+            parse_size(limit) if limit is not None else 2**63 - 1,
+            {s.path: (s.size, s.sha256) for s in manifest.shards},
+        )
+    elif kw.get("cache_limit") is not None:
+        raise TypeError("cache_limit needs cache_dir")
     return ShardDataset(
         store,
-        load_manifest(store),
+        manifest,
         verify=bool(kw.get("verify", True)),
         threads=kw.get("threads"),
         coalesce_gap=int(kw.get("coalesce_gap", 64 * 1024)),

@@ -83,8 +83,10 @@ def test_torch_dataloader_over_a_shard_dataset(packed: Path) -> None:
 
 
 def test_unsupported_options_are_refused_not_ignored(packed: Path) -> None:
-    with pytest.raises(TypeError, match="cache_dir"):
-        open_dataset(packed, cache_dir="/tmp/x")
+    with pytest.raises(TypeError, match="cache_size"):
+        open_dataset(packed, cache_size="1GB")
+    with pytest.raises(TypeError, match="cache_limit needs cache_dir"):
+        open_dataset(packed, cache_limit="1GB")
     with pytest.raises(ValueError, match="storage_options apply to URLs"):
         open_dataset(packed, storage_options={"anon": True})
     assert open_dataset(packed, verify=False)[0] == open_dataset(packed)[0]

@@ -1,0 +1,99 @@
+"""One shard into the cache: download into the reserved temp file, verify size and sha256, rename into place.
+
+The caller holds the shard's download lock (so each shard is downloaded once per node) and a reservation
+(:mod:`dataio.cache.room`). A shard becomes visible under its final name only by ``os.replace`` after its
+sha256 matched the manifest, so no reader ever sees a torn or wrong shard, and a killed download leaves only
+a temp file that the next scan deletes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dataio.cache.fds import REGISTRY
+from dataio.cache.layout import CacheLayout
+from dataio.errors import ChecksumError
+from dataio.storage.base import Store
+
+if TYPE_CHECKING:
+    from dataio.cache.room import Reservation
+
+__all__ = ["Cancelled", "ShardSpec", "download"]
+
+
+class Cancelled(RuntimeError):
+    """The cached store was closed (a read, a wait or a download in progress was cancelled)."""
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """A shard as the manifest describes it, and its name in the cache."""
+
+    path: str
+    name: str
+    size: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"shard {self.path!r}: size must be a non-negative int, got {self.size!r}")
+        if not isinstance(self.sha256, str) or len(self.sha256) != 64:
+            raise ValueError(f"shard {self.path!r}: sha256 must be 64 hex digits")
+
+
+def download(
+    remote: Store,
+    spec: ShardSpec,
+    res: Reservation,
+    layout: CacheLayout,
+    *,
+    chunk_size: int,
+    fsync: bool,
+    stop: threading.Event | None = None,
+) -> None:
+    """Copies the shard into the reserved temp file, checks size and sha256, renames it into place.
+
+    Always closes the temp file; deletes it unless it was renamed.
+
+    Raises:
+        ChecksumError: the downloaded bytes do not match the manifest's sha256 (names the shard and URL).
+        Cancelled: ``stop`` was set.
+        StorageError: the remote read failed.
+    """
+    final = layout.data_path(spec.name)
+    renamed = False
+    try:
+        digest = hashlib.sha256()
+        offset = 0
+        while offset < spec.size:
+            if stop is not None and stop.is_set():
+                raise Cancelled(f"download of {spec.path} cancelled")
+            data = remote.read_range(spec.path, offset, min(chunk_size, spec.size - offset))
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(res.fd, view, offset)
+                offset += written
+                view = view[written:]
+            digest.update(data)
+        actual = digest.hexdigest()
+        if actual != spec.sha256:
+            raise ChecksumError(
+                f"{remote.url(spec.path)}: shard {spec.path} downloaded into the cache has sha256 {actual}, "
+                f"the manifest says {spec.sha256}; not cached",
+                shard=spec.path,
+            )
+        if fsync:
+            os.fsync(res.fd)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.replace(res.tmp, final)
+        renamed = True
+    finally:
+        REGISTRY.close(res.fd)
+        if not renamed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(res.tmp)

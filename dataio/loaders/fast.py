@@ -1,0 +1,314 @@
+"""The fast path of :class:`dataio.DataLoader` over a ShardDataset: read → decode/augment → collate → device.
+
+Stages and their bounds::
+
+    reader thread      ds.read_records(epoch indices): RangeReader, many ranged reads in flight, in order
+       │  queue of ≤ prefetch_factor × batch_size records
+    decode threads     pipeline.process(sample, rng) → HWC uint8, written straight into its batch slot
+       │  ring of prefetch_factor × max(1, num_workers) reusable uint8 batch buffers (pinned with a GPU)
+    consumer           normalise (on the device with a GPU: copied on a side stream first), yield
+
+Memory is flat: records in the queue plus the ring of batch buffers, whatever the dataset size. Augmentation
+randomness of sample ``i`` in epoch ``e`` comes from ``(seed, e, i)`` only, so batches do not depend on thread
+timing, and a loader restored from ``state_dict()`` continues with exactly the batches the old one would have
+produced.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+
+from dataio.loaders.device import DeviceFeeder
+from dataio.loaders.stats import PipelineStats
+from dataio.loaders.transforms import sample_rng
+
+__all__ = ["FastIterator", "SampleError"]
+
+_END = object()
+
+
+class SampleError(RuntimeError):
+    """A sample that could not be decoded; names the sample key and index."""
+
+
+class _Ring:
+    """Batch storage for the batches in flight; batch ``b`` may start once batch ``b - n`` has been released.
+
+    CPU: each batch gets a fresh float32 tensor that decode threads fill with normalised pixels (it is handed
+    to the user, never reused). CUDA: ``n`` reusable pinned uint8 buffers, normalised on the GPU after the copy.
+    """
+
+    def __init__(self, n: int, batch: int, shape: tuple[int, ...], reuse_uint8: bool) -> None:
+        self.n, self.batch, self.shape, self.reuse = n, batch, shape, reuse_uint8
+        self.images: list[torch.Tensor | None] = [None] * n
+        if reuse_uint8:
+            self.images = [torch.empty((batch, *shape), dtype=torch.uint8, pin_memory=True) for _ in range(n)]
+        self.labels = [torch.empty(batch, dtype=torch.int64) for _ in range(n)]
+        self.valid = [np.ones(batch, dtype=bool) for _ in range(n)]
+        self.owner = [-1] * n
+        self.released = -1  # batches are released in order: every batch <= released has left the ring
+        self.cond = threading.Condition()
+
+    def acquire(self, batch: int, stop: threading.Event) -> int | None:
+        """Waits until ``batch`` may use its slot; returns the slot (None if stopping)."""
+        slot = batch % self.n
+        with self.cond:
+            while batch - self.n > self.released and not stop.is_set():
+                self.cond.wait(0.1)
+            if stop.is_set():
+                return None
+            if self.owner[slot] != batch:
+                self.owner[slot] = batch
+                if not self.reuse:
+                    self.images[slot] = torch.empty((self.batch, *self.shape), dtype=torch.float32)
+            return slot
+
+    def release(self, batch: int) -> None:
+        with self.cond:
+            self.released = batch
+            self.cond.notify_all()
+
+
+class FastIterator:
+    """One epoch of the fast path (see the module docstring)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.ds, self.pipeline, self.sampler = loader.dataset, loader.pipeline, loader.sampler
+        self.batch_size = int(loader.batch_size or 1)
+        if hasattr(self.sampler, "begin_epoch"):
+            indices = np.asarray(self.sampler.begin_epoch(), dtype=np.int64)
+            self.epoch, seed = int(self.sampler.epoch), int(self.sampler.seed)
+        else:
+            torch.empty((), dtype=torch.int64).random_(generator=loader.generator)  # as torch's iterator does
+            indices = np.fromiter(iter(self.sampler), dtype=np.int64)
+            self.epoch, seed = 0, 0
+        self.seed = int(loader.seed) if loader.seed is not None else seed
+        n = len(indices) - (len(indices) % self.batch_size if loader.drop_last else 0)
+        self.indices = indices[:n]
+        self.num_batches = -(-n // self.batch_size)
+        if hasattr(self.sampler, "shard_order"):
+            self.ds.prefetch(self.sampler.shard_order(self.indices))
+        workers = max(1, int(loader.num_workers))
+        depth = max(2, int(loader.prefetch_factor or 2) * workers)
+        self.feeder = DeviceFeeder(loader.device)
+        self.ring = _Ring(depth, self.batch_size, tuple(self.pipeline.out_shape), reuse_uint8=self.feeder.cuda)
+        mean = torch.tensor(self.pipeline.mean, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(self.pipeline.std, dtype=torch.float32).view(3, 1, 1)
+        self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
+        self.records: queue.Queue[Any] = queue.Queue(maxsize=max(8, int(loader.prefetch_factor or 2) * self.batch_size))
+        self.out: queue.Queue[Any] = queue.Queue(maxsize=max(1, int(loader.prefetch_factor or 2)))
+        self.done = threading.Condition()
+        self.filled = [0] * self.num_batches
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.next_batch = 0
+        self.on_error = loader.on_error
+        self.timeout = float(loader.timeout or 0)
+        if loader._dataio_stats is None:
+            loader._dataio_stats = PipelineStats([("read", 1), ("decode", workers)])
+        self.stats: PipelineStats = loader._dataio_stats
+        self.stats.extra.update(backend=getattr(self.pipeline, "backend", "cpu"), device=str(self.feeder.device))
+        targets = [("read", self._read)] + [(f"decode-{w}", self._decode) for w in range(workers)]
+        if self.feeder.cuda:
+            targets.append(("transfer", self._transfer))
+        self.threads = [threading.Thread(target=fn, name=f"dataio-fast-{name}", daemon=True) for name, fn in targets]
+        self._decoders = workers
+        self._finalizer = weakref.finalize(self, _stop_all, self.stop, self.threads)
+        for t in self.threads:
+            t.start()
+
+    # -- stages ---------------------------------------------------------------------------------
+    def _fail(self, exc: BaseException) -> None:
+        with self.done:
+            if self.error is None:
+                self.error = exc
+            self.done.notify_all()
+        self.stop.set()
+
+    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        stage = self.stats.stages["read"]
+        try:
+            t = time.perf_counter()
+            for pos, record in enumerate(self.ds.read_records(self.indices)):
+                stage.add(1, len(record), time.perf_counter() - t)
+                if not self._put(self.records, (pos, record)):
+                    return
+                self.stats.sample_queue("records", self.records.qsize(), self.records.maxsize)
+                t = time.perf_counter()
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            for _ in range(self._decoders):
+                self._put(self.records, _END)
+
+    def _decode(self) -> None:
+        stage = self.stats.stages["decode"]
+        worker = int(threading.current_thread().name.rsplit("-", 1)[-1])
+        try:
+            if self.loader.worker_init_fn is not None:
+                self.loader.worker_init_fn(worker)
+            while not self.stop.is_set():
+                try:
+                    item = self.records.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    return
+                t = time.perf_counter()
+                pos, record = item
+                batch, row = divmod(pos, self.batch_size)
+                slot = self.ring.acquire(batch, self.stop)
+                if slot is None:
+                    return
+                ok = self._decode_one(pos, record, slot, row)
+                stage.add(1, 0, time.perf_counter() - t)
+                with self.done:
+                    self.filled[batch] += 1
+                    self.stats.skipped += not ok
+                    if self.filled[batch] == self._batch_len(batch):  # wake the consumer once per batch
+                        self.done.notify_all()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _decode_one(self, pos: int, record: bytes, slot: int, row: int) -> bool:
+        index = int(self.indices[pos])
+        sample = self.ds.decode(record)
+        try:
+            image, label = self.pipeline.process(sample, sample_rng(self.seed, self.epoch, index))
+        except Exception as exc:
+            if self.on_error == "skip":
+                self.ring.valid[slot][row] = False
+                return False
+            raise SampleError(f"sample {index} (key {sample.get('key')!r}): {exc}") from exc
+        if not image.flags.writeable:
+            image = image.copy()
+        chw = torch.from_numpy(image).permute(2, 0, 1)  # the pipeline's images are CHW memory: contiguous
+        dst = self.ring.images[slot][row]  # type: ignore[index]
+        if self.feeder.cuda:
+            dst.copy_(chw)
+        else:  # normalise while copying: one pass, in this (GIL-free) thread
+            torch.addcmul(self.shift, chw, self.scale, out=dst)
+        self.ring.labels[slot][row] = int(label)
+        self.ring.valid[slot][row] = True
+        return True
+
+    def _wait_filled(self, batch: int) -> bool:
+        """Blocks until every sample of ``batch`` is decoded; False if the pipeline failed or stopped."""
+        size = self._batch_len(batch)
+        with self.done:
+            while self.filled[batch] < size and self.error is None and not self.stop.is_set():
+                self.done.wait(0.1)
+            return self.error is None and not self.stop.is_set()
+
+    def _take(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        slot, size = batch % self.ring.n, self._batch_len(batch)
+        images, labels = self.ring.images[slot][:size], self.ring.labels[slot][:size]  # type: ignore[index]
+        valid = self.ring.valid[slot][:size]
+        if not valid.all():
+            keep = torch.from_numpy(np.flatnonzero(valid))
+            images, labels = images.index_select(0, keep), labels.index_select(0, keep)
+        elif not self.feeder.cuda:
+            labels = labels.clone()
+        return images, labels
+
+    def _transfer(self) -> None:
+        try:
+            for batch in range(self.num_batches):
+                if not self._wait_filled(batch):
+                    return
+                images, labels = self._take(batch)
+                sent = self.feeder.copy(images, labels)
+                sent.event.synchronize()  # the pinned buffer may be refilled only once the copy has finished
+                self.ring.release(batch)
+                if not self._put(self.out, sent):
+                    return
+        except BaseException as exc:
+            self._fail(exc)
+
+    # -- consumer -------------------------------------------------------------------------------
+    def _batch_len(self, batch: int) -> int:
+        return min(self.batch_size, len(self.indices) - batch * self.batch_size)
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.next_batch
+        if batch >= self.num_batches:
+            self.close()
+            raise StopIteration
+        t = time.perf_counter()
+        if self.feeder.cuda:
+            images, labels = self._next_from_device(t)
+        else:
+            deadline = t + self.timeout if self.timeout else None
+            while not self._wait_filled_until(batch, deadline):
+                pass
+            images, labels = self._take(batch)
+            self.ring.release(batch)
+        self.stats.consumer_wait += time.perf_counter() - t
+        self.next_batch += 1
+        self.stats.batches += 1
+        if hasattr(self.sampler, "advance"):
+            self.sampler.advance(self._batch_len(batch))
+        return images, labels
+
+    def _wait_filled_until(self, batch: int, deadline: float | None) -> bool:
+        with self.done:
+            if self.filled[batch] >= self._batch_len(batch) and self.error is None:
+                return True
+            if self.error is None:
+                self.done.wait(0.1)
+        if self.error is not None:
+            self.close()
+            raise self.error
+        if deadline is not None and time.perf_counter() > deadline:
+            self.close()
+            raise RuntimeError(f"DataLoader timed out after {self.timeout} seconds")
+        return False
+
+    def _next_from_device(self, start: float) -> tuple[torch.Tensor, torch.Tensor]:
+        while True:
+            try:
+                sent = self.out.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self.error is not None:
+                    self.close()
+                    raise self.error from None
+                if self.timeout and time.perf_counter() - start > self.timeout:
+                    self.close()
+                    raise RuntimeError(f"DataLoader timed out after {self.timeout} seconds") from None
+        images, labels = self.feeder.receive(sent)
+        return self.pipeline.normalize(images), labels
+
+    def __iter__(self) -> FastIterator:
+        return self
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def close(self) -> None:
+        """Stops every stage thread. Idempotent."""
+        self._finalizer()
+
+
+def _stop_all(stop: threading.Event, threads: list[threading.Thread]) -> None:
+    stop.set()
+    for t in threads:
+        if t is not threading.current_thread():
+            t.join(timeout=5)

@@ -1,0 +1,225 @@
+"""``ImagePipeline``: the standard ImageNet train / val transforms as the per-sample work of dataio's loader.
+
+train: ``RandomResizedCrop(size, scale, ratio)`` + ``RandomHorizontalFlip()``; val: ``Resize(int(size /
+crop_ratio))`` + ``CenterCrop(size)``; both followed by ImageNet mean/std normalisation. Same geometry as
+torchvision's transforms on PIL images (see :mod:`dataio.loaders.transforms`), decoded and resized by the
+GIL-free fast path of :mod:`dataio.loaders.decode`.
+
+The loader splits the work in three so that the expensive part runs in threads and the float conversion
+runs once per batch, on the GPU when there is one::
+
+    image, label = pipeline.process(sample, sample_rng(seed, epoch, index))   # worker threads, uint8 HWC
+    pipeline.collate_into(images, labels, batch_u8, batch_labels)             # uint8 N×3×H×W (pinned)
+    batch = pipeline.normalize(batch_u8.to(device, non_blocking=True))        # float32, on the device
+
+``pipeline(sample)`` does all three for one sample, for use as a plain transform.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from dataio.loaders.decode import decode_crop_resize, read_header
+from dataio.loaders.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    center_crop_box,
+    check_crop_ratio,
+    check_ratio,
+    check_scale,
+    horizontal_flip,
+    random_resized_crop_params,
+)
+
+__all__ = ["BACKENDS", "ImagePipeline"]
+
+BACKENDS = ("cpu",)  # "dali" arrives with the DALI integration
+
+
+@dataclass(frozen=True)
+class ImagePipeline:
+    """Decode + ImageNet augmentation + normalisation, configured once and shared by all worker threads.
+
+    Thread-safe: every method is a pure function of its arguments and the frozen configuration (the only
+    mutable member is a cache of the normalisation constants per device). Picklable.
+
+    Args:
+        train: ``True``: RandomResizedCrop + horizontal flip; ``False``: resize shorter side + centre crop.
+        size: Output side in pixels (images are ``3 × size × size``).
+        backend: ``"auto"`` or ``"cpu"`` (simplejpeg + torch's SIMD resize, in threads). Stored resolved.
+        scale: RandomResizedCrop's range of the crop area as a fraction of the image area.
+        ratio: RandomResizedCrop's range of the crop aspect ratio (width / height).
+        crop_ratio: val: the centre crop's fraction of the resized shorter side (``size / resize``).
+        mean: Per-channel RGB mean on the 0..1 scale.
+        std: Per-channel RGB standard deviation on the 0..1 scale.
+        device: Where the loader should normalise batches (``None``: where they are, e.g. the CPU).
+
+    Raises:
+        ValueError: An invalid argument (checked here, not in the worker threads).
+    """
+
+    train: bool
+    size: int = 224
+    backend: str = "auto"
+    _: KW_ONLY
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    crop_ratio: float = 0.875
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    device: torch.device | str | None = None
+    _constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train, (bool, np.bool_)):
+            raise ValueError(f"train must be True or False, got {self.train!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+            raise ValueError(f"size must be an integer >= 1, got {self.size!r}")
+        if self.backend == "dali":
+            raise ValueError(f"backend 'dali' arrives with the DALI integration; available: {', '.join(BACKENDS)}")
+        if self.backend not in ("auto", *BACKENDS):
+            raise ValueError(f"unknown backend {self.backend!r}; available: auto, {', '.join(BACKENDS)}")
+        mean, std = _triple(self.mean, "mean"), _triple(self.std, "std")
+        if not all(s > 0 for s in std):
+            raise ValueError(f"std must be positive, got {self.std!r}")
+        resolved = {
+            "train": bool(self.train),
+            "size": int(self.size),
+            "backend": "cpu" if self.backend == "auto" else self.backend,
+            "scale": check_scale(self.scale),
+            "ratio": check_ratio(self.ratio),
+            "crop_ratio": check_crop_ratio(self.crop_ratio),
+            "mean": mean,
+            "std": std,
+            "device": None if self.device is None else _device(self.device),
+        }
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """Shape of one processed image in a batch: ``(3, size, size)``."""
+        return 3, self.size, self.size
+
+    def process(self, sample: dict[str, Any], rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+        """One sample's image (``(size, size, 3)`` uint8 RGB) and label; the loader's per-sample work.
+
+        Args:
+            sample: ``{"image": encoded bytes, "label": int, ...}`` as :class:`~dataio.ShardDataset` returns.
+            rng: The sample's generator (:func:`~dataio.loaders.transforms.sample_rng`); required for train.
+
+        Returns:
+            ``(image, label)``; ``label`` is -1 when the sample has none. The image may be a non-contiguous
+            view of CHW memory: ``torch.from_numpy(image).permute(2, 0, 1)`` is then contiguous.
+
+        Raises:
+            DecodeError: The image cannot be decoded (the caller adds which sample it was).
+        """
+        data = sample["image"]
+        label = sample.get("label")
+        label = -1 if label is None else int(label)
+        header = read_header(data)
+        out = (self.size, self.size)
+        if self.train:
+            if rng is None:
+                raise ValueError("a train pipeline needs the sample's rng (dataio.loaders.sample_rng)")
+            top, left, h, w = random_resized_crop_params(header.height, header.width, self.scale, self.ratio, rng)
+            flip = horizontal_flip(rng)
+            image = decode_crop_resize(data, (left, top, left + w, top + h), out, flip, header=header)
+        else:
+            box = center_crop_box(header.height, header.width, self.size, self.crop_ratio)
+            image = decode_crop_resize(data, box, out, crop_first=False, header=header)
+        return image, label
+
+    def collate_into(
+        self,
+        images: Sequence[np.ndarray],
+        labels: Sequence[int],
+        out_images: torch.Tensor,
+        out_labels: torch.Tensor,
+    ) -> None:
+        """Copies HWC images into rows ``0..len(images)-1`` of a preallocated uint8 ``N × 3 × H × W`` batch.
+
+        Raises:
+            ValueError: Mismatched lengths, too many images, or buffers of the wrong shape / dtype.
+        """
+        n = len(images)
+        if len(labels) != n:
+            raise ValueError(f"{n} images but {len(labels)} labels")
+        if out_images.dtype != torch.uint8 or out_images.dim() != 4 or tuple(out_images.shape[1:]) != self.out_shape:
+            raise ValueError(f"out_images must be uint8 N x {self.out_shape}, got {out_images.dtype} "
+                             f"{tuple(out_images.shape)}")
+        if out_labels.dtype != torch.int64 or out_labels.dim() != 1:
+            raise ValueError(f"out_labels must be a 1-d int64 tensor, got {out_labels.dtype} {tuple(out_labels.shape)}")
+        if n > out_images.shape[0] or n > out_labels.shape[0]:
+            raise ValueError(f"{n} images do not fit buffers of {out_images.shape[0]} / {out_labels.shape[0]} rows")
+        for row, image in enumerate(images):
+            if not image.flags.writeable:  # torch.from_numpy warns on read-only arrays
+                image = image.copy()
+            out_images[row].copy_(torch.from_numpy(image).permute(2, 0, 1))
+        if n:
+            out_labels[:n].copy_(torch.as_tensor(np.asarray(labels, dtype=np.int64)))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[N ×] 3 × H × W`` → float32 ``(x / 255 - mean) / std``, on the tensor's device.
+
+        Computed as one fused ``x * (1 / (255 std)) + (-mean / std)``.
+        """
+        if images.dtype != torch.uint8 or images.dim() not in (3, 4) or images.shape[-3] != 3:
+            raise ValueError(f"normalize expects uint8 [N x] 3 x H x W, got {images.dtype} {tuple(images.shape)}")
+        scale, shift = self._device_constants(images.device)
+        return torch.addcmul(shift, images, scale)
+
+    def __call__(self, sample: dict[str, Any], rng: np.random.Generator | None = None) -> tuple[torch.Tensor, int]:
+        """The whole transform for one sample: ``(float32 3 × size × size normalised, label)``.
+
+        For train without ``rng``, the randomness is drawn from torch's generator (so ``torch.manual_seed``
+        and torch DataLoader worker seeding make it reproducible, like torchvision's transforms).
+        """
+        if rng is None and self.train:
+            rng = np.random.default_rng(int(torch.randint(0, 2**63 - 1, (1,)).item()))
+        image, label = self.process(sample, rng)
+        chw = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+        return self.normalize(chw), label
+
+    def _device_constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        cached = self._constants.get(device)
+        if cached is not None:
+            return cached
+        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], dtype=torch.float32).view(3, 1, 1)
+        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std, strict=True)], dtype=torch.float32)
+        constants = scale.to(device), shift.view(3, 1, 1).to(device)
+        return self._constants.setdefault(device, constants)  # atomic; a racing thread's copy is equal
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_constants"] = {}  # device tensors are not part of the configuration
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _device(device: torch.device | str) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be a torch device (e.g. 'cuda', 'cpu'), got {device!r}") from None
+
+
+def _triple(value: Sequence[float], name: str) -> tuple[float, float, float]:
+    try:
+        a, b, c = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be three numbers (R, G, B), got {value!r}") from None
+    if not all(math.isfinite(v) for v in (a, b, c)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return a, b, c

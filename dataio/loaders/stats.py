@@ -1,0 +1,86 @@
+"""Per-stage counters of the fast pipeline and the one-line verdict of where time goes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PipelineStats", "StageStats"]
+
+
+@dataclass
+class StageStats:
+    """Work done by one stage: items, bytes, seconds its threads were busy, and how many threads."""
+
+    name: str
+    threads: int = 1
+    items: int = 0
+    bytes: int = 0
+    busy: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, items: int, nbytes: int, seconds: float) -> None:
+        with self._lock:
+            self.items += items
+            self.bytes += nbytes
+            self.busy += seconds
+
+    def summary(self, wall: float) -> dict[str, Any]:
+        with self._lock:
+            items, nbytes, busy = self.items, self.bytes, self.busy
+        wall = max(wall, 1e-9)
+        return {
+            "items": items,
+            "items_per_s": items / wall,
+            "bytes": nbytes,
+            "threads": self.threads,
+            "busy_pct": 100.0 * busy / (wall * max(1, self.threads)),
+        }
+
+
+class PipelineStats:
+    """Stats of one loader across iterations: stages, queue occupancy samples and consumer wait time."""
+
+    def __init__(self, stages: list[tuple[str, int]]) -> None:
+        self.stages = {name: StageStats(name, threads) for name, threads in stages}
+        self.start = time.perf_counter()
+        self.consumer_wait = 0.0
+        self.batches = 0
+        self.skipped = 0
+        self.queue_samples: dict[str, list[float]] = {}
+        self.extra: dict[str, Any] = {}
+
+    def sample_queue(self, name: str, size: int, capacity: int) -> None:
+        samples = self.queue_samples.setdefault(name, [])
+        if len(samples) < 100_000:
+            samples.append(size / max(1, capacity))
+
+    def summary(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self.start
+        stages = {name: s.summary(wall) for name, s in self.stages.items()}
+        out: dict[str, Any] = {
+            "wall_s": wall,
+            "batches": self.batches,
+            "consumer_wait_s": self.consumer_wait,
+            "consumer_wait_pct": 100.0 * self.consumer_wait / max(wall, 1e-9),
+            "skipped": self.skipped,
+            "stages": stages,
+            "queues": {k: sum(v) / len(v) for k, v in self.queue_samples.items() if v},
+            **self.extra,
+        }
+        out["verdict"] = verdict(out)
+        return out
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """``consumer-bound`` when the training loop rarely waits; otherwise the busiest stage's bottleneck."""
+    if summary["consumer_wait_pct"] < 5.0:
+        return "consumer-bound: batches are ready before the training loop asks (the data path is not the limit)"
+    stages = summary["stages"]
+    read = stages.get("read", {}).get("busy_pct", 0.0)
+    decode = stages.get("decode", {}).get("busy_pct", 0.0)
+    if decode >= read:
+        return f"decode-bound: decode threads {decode:.0f}% busy (add threads/cores, or decode on the GPU)"
+    return f"io-bound: read threads {read:.0f}% busy (more reads in flight, a node cache, or a faster store)"
