@@ -5,7 +5,7 @@ Writes are staged in a local temporary file and uploaded in one ``put_file`` cal
 object only once its upload completes, so no reader sees a torn shard.
 
 Every read goes through one :class:`~dataio.storage.retry.RetryPolicy`. The client libraries' own retry loops
-are switched off by default for S3 (s3fs ``retries=1``, botocore ``max_attempts=1``) so that a failing
+are switched off by default for S3 (s3fs ``retries = 1``, botocore ``total_max_attempts=1``) so that a failing
 request is retried by one policy with one budget, not by three nested ones (a retry storm).
 """
 
@@ -32,15 +32,16 @@ EXTRAS: dict[str, tuple[str, str]] = {
 
 
 def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Client options dataio sets unless the user did: no nested retries, bounded timeouts (S3)."""
+    """Client options dataio sets unless the user did (S3): exactly one attempt per request in botocore (our
+    RetryPolicy retries), bounded timeouts, and a connection pool as large as the reader's thread count."""
     if protocol not in ("s3", "s3a"):
         return options
     out = dict(options)
-    out.setdefault("retries", 1)
     config = dict(out.get("config_kwargs") or {})
-    config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+    config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
     config.setdefault("connect_timeout", 10)
     config.setdefault("read_timeout", 30)
+    config.setdefault("max_pool_connections", 128)
     out["config_kwargs"] = config
     return out
 
@@ -97,6 +98,8 @@ class FsspecStore(Store):
         self._retry = retry or RetryPolicy()
         self.retries = 0  # transient failures retried so far (approximate under threads)
         self._fs, prefix = _filesystem(self._url, protocol, _with_defaults(protocol, self._options))
+        if protocol in ("s3", "s3a") and "retries" not in self._options:
+            self._fs.retries = 1  # s3fs's own retry loop (a class attribute, not a constructor argument): off
         self._prefix = prefix.rstrip("/")
         self.shared_between_processes = protocol not in ("memory",)
 
@@ -124,6 +127,8 @@ class FsspecStore(Store):
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         where = f"{self.url(path)} [{offset}, +{length})"
         data = self._call(lambda: self._fs.cat_file(self._path(path), start=offset, end=offset + length), where)
+        if len(data) == length + 1 and self._protocol == "oss":
+            data = data[:length]  # ossfs hands `end` to oss2 as an inclusive bound: one byte too many
         if len(data) != length:
             raise storage_error(EOFError(f"got {len(data)} bytes"), where)
         return data

@@ -1,0 +1,456 @@
+"""A fault-injecting HTTP/1.1 proxy on 127.0.0.1: latency, ``503 Slow Down``, connection resets, stalls.
+
+Put it between an S3 client and a server (point the client's ``endpoint_url`` at :attr:`FaultProxy.endpoint`)
+to test retries against real sockets: ``tc netem`` is not available here, so latency is added in user space.
+Per request the proxy waits ``latency`` seconds, then with probability ``fail_rate`` answers a well-formed S3
+``503 Slow Down`` (keep-alive), with probability ``reset_rate`` resets the connection (``SO_LINGER 0`` then
+close sends an RST), with probability ``stall_rate`` holds the request without answering for ``stall_s``
+seconds (a server that hangs: the client's read timeout fires), and otherwise forwards the request and
+relays the response byte for byte (``Content-Length``, chunked and read-until-close bodies).
+
+One thread per client connection (daemon threads; every socket has a timeout and the proxy's stop event
+wakes every wait), each keeping one keep-alive connection to the upstream. :meth:`stop` closes everything.
+
+``python -m tests.storage.faultproxy 127.0.0.1:PORT --latency 0.01`` runs one in a process of its own (benchmarks:
+the proxy's GIL then competes with nobody); it prints its port and serves until its stdin closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+__all__ = ["FaultProxy", "ProxyCounters"]
+
+_SLOW_DOWN_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
+    b"<Resource>%s</Resource><RequestId>faultproxy-%d</RequestId></Error>"
+)
+_MAX_LINE = 64 * 1024
+_MAX_HEADERS = 200
+_CHUNK = 256 * 1024
+
+
+class _Closed(Exception):
+    """The peer closed the connection (or the proxy is stopping)."""
+
+
+@dataclass
+class ProxyCounters:
+    """What the proxy did since start (or the last :meth:`FaultProxy.reset_counters`)."""
+
+    connections: int = 0
+    requests: int = 0
+    forwarded: int = 0
+    injected_503: int = 0
+    resets: int = 0
+    stalls: int = 0
+    upstream_errors: int = 0
+    bytes_up: int = 0  # request bytes sent to the upstream
+    bytes_down: int = 0  # response bytes sent to clients (relayed and injected)
+    statuses: dict[int, int] = field(default_factory=dict)  # upstream status -> count
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_up + self.bytes_down
+
+
+@dataclass
+class _Message:
+    head: bytes  # start line + headers + CRLF CRLF, exactly as received (Expect removed from requests)
+    start: str
+    headers: dict[str, str]  # lower-case names; last value wins
+
+
+class FaultProxy:
+    """A thread-based HTTP/1.1 proxy to ``upstream_host:upstream_port`` that injects faults.
+
+    Args:
+        upstream_host: Upstream address (loopback).
+        upstream_port: Upstream port.
+        latency: Seconds added before each request is handled.
+        fail_rate: Probability of answering ``503 Slow Down`` instead of forwarding.
+        reset_rate: Probability of resetting the client connection instead of forwarding.
+        stall_rate: Probability of never answering (for ``stall_s`` seconds, then closing).
+        stall_s: How long a stalled request is held.
+        seed: Seed of the fault draws.
+        timeout: Socket timeout (idle keep-alive connections, upstream answers).
+
+    The rates and ``latency`` are plain attributes and may be changed while the proxy runs.
+    """
+
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        latency: float = 0.0,
+        fail_rate: float = 0.0,
+        reset_rate: float = 0.0,
+        stall_rate: float = 0.0,
+        stall_s: float = 30.0,
+        seed: int = 0,
+        timeout: float = 60.0,
+    ) -> None:
+        if upstream_host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"FaultProxy forwards to loopback only, not {upstream_host!r}")
+        self.upstream = (upstream_host, int(upstream_port))
+        self.latency = latency
+        self.fail_rate = fail_rate
+        self.reset_rate = reset_rate
+        self.stall_rate = stall_rate
+        self.stall_s = stall_s
+        self.timeout = timeout
+        self.counters = ProxyCounters()
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._port: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the proxy has not been started")
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._accept_thread is not None and self._accept_thread.is_alive()
+
+    def start(self) -> FaultProxy:
+        """Binds a free port on 127.0.0.1 and starts accepting. Idempotent."""
+        with self._lock:
+            if self.running:
+                return self
+            self._stop.clear()
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self._port or 0))
+            listener.listen(512)
+            listener.settimeout(0.2)  # the accept loop checks the stop event this often
+            self._listener = listener
+            self._port = listener.getsockname()[1]
+            self._accept_thread = threading.Thread(target=self._accept_loop, name="faultproxy-accept", daemon=True)
+            self._accept_thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stops accepting, closes every connection and joins the threads (bounded by ``timeout``). Idempotent."""
+        self._stop.set()
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conns = list(self._conns)
+            threads = list(self._threads)
+            accept, self._accept_thread = self._accept_thread, None
+        if listener is not None:
+            listener.close()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if accept is not None:
+            accept.join(timeout)
+        for t in threads:
+            t.join(timeout / max(1, len(threads)))
+
+    def reset_counters(self) -> ProxyCounters:
+        """Returns the counters so far and starts new ones."""
+        with self._lock:
+            old, self.counters = self.counters, ProxyCounters()
+        return old
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"FaultProxy({self._port and self.endpoint} -> {self.upstream[0]}:{self.upstream[1]}, "
+            f"latency={self.latency}, fail_rate={self.fail_rate}, reset_rate={self.reset_rate}, {self.counters})"
+        )
+
+    # -- connections -----------------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        while not self._stop.is_set() and listener is not None:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            conn.settimeout(self.timeout)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t = threading.Thread(target=self._serve, args=(conn,), name="faultproxy-conn", daemon=True)
+            with self._lock:
+                if self._stop.is_set():
+                    conn.close()
+                    break
+                self._conns.add(conn)
+                self._threads.add(t)
+                self.counters.connections += 1
+            t.start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        up_reader: BinaryIO | None = None
+        reader = client.makefile("rb", buffering=_CHUNK)
+        try:
+            while not self._stop.is_set():
+                try:
+                    request = _read_head(reader)
+                except (_Closed, OSError, ValueError):
+                    return
+                try:
+                    if "100-continue" in request.headers.get("expect", "").lower():
+                        # Answered here (the client then sends its body); not forwarded (SigV4 never signs Expect).
+                        client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    body = _read_request_body(reader, request)
+                except (_Closed, OSError, ValueError):
+                    return
+                with self._lock:
+                    self.counters.requests += 1
+                    draw = self._rng.random()
+                if self.latency > 0 and self._stop.wait(self.latency):
+                    return
+                if draw < self.fail_rate:
+                    self._send_slow_down(client, request)
+                    continue
+                if draw < self.fail_rate + self.reset_rate:
+                    self._reset(client)
+                    return
+                if draw < self.fail_rate + self.reset_rate + self.stall_rate:
+                    with self._lock:
+                        self.counters.stalls += 1
+                    self._stop.wait(self.stall_s)
+                    return
+                if upstream is None:
+                    try:
+                        upstream = socket.create_connection(self.upstream, timeout=self.timeout)
+                    except OSError:
+                        with self._lock:
+                            self.counters.upstream_errors += 1
+                        self._send_bad_gateway(client)
+                        return
+                    upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    up_reader = upstream.makefile("rb", buffering=_CHUNK)
+                    with self._lock:
+                        self._conns.add(upstream)
+                try:
+                    keep = self._forward(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
+                except (_Closed, OSError, ValueError):
+                    with self._lock:
+                        self.counters.upstream_errors += 1
+                    # The upstream broke mid-exchange: the client sees its connection closed, as with a real one.
+                    return
+                if not keep:
+                    return
+        finally:
+            for stream in (reader, up_reader):  # makefile() objects keep the descriptor open until closed
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+            for sock in (client, upstream):
+                if sock is not None:
+                    with self._lock:
+                        self._conns.discard(sock)
+                    with contextlib.suppress(OSError):
+                        sock.close()
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _forward(
+        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: _Message, body: bytes
+    ) -> bool:
+        """Sends one request upstream and relays its response; returns whether both sides stay open."""
+        upstream.sendall(request.head + body)
+        with self._lock:
+            self.counters.bytes_up += len(request.head) + len(body)
+        while True:
+            response = _read_head(up_reader)
+            status = int(response.start.split(" ", 2)[1])
+            client.sendall(response.head)
+            sent = len(response.head)
+            if 100 <= status < 200:  # interim response: another one follows
+                with self._lock:
+                    self.counters.bytes_down += sent
+                continue
+            break
+        method = request.start.split(" ", 1)[0].upper()
+        no_body = method == "HEAD" or status in (204, 304)
+        closes = "close" in response.headers.get("connection", "").lower()
+        if not no_body:
+            for piece in _iter_body(up_reader, response):
+                client.sendall(piece)
+                sent += len(piece)
+            if "content-length" not in response.headers and "chunked" not in response.headers.get(
+                "transfer-encoding", ""
+            ):
+                closes = True  # read until close: the upstream connection is gone
+        with self._lock:
+            self.counters.forwarded += 1
+            self.counters.bytes_down += sent
+            self.counters.statuses[status] = self.counters.statuses.get(status, 0) + 1
+        wants_close = "close" in request.headers.get("connection", "").lower()
+        return not closes and not wants_close
+
+    def _send_slow_down(self, client: socket.socket, request: _Message) -> None:
+        with self._lock:
+            self.counters.injected_503 += 1
+            n = self.counters.injected_503
+        resource = request.start.split(" ")[1].encode("latin-1") if " " in request.start else b"/"
+        body = _SLOW_DOWN_BODY % (resource.replace(b"&", b"&amp;").replace(b"<", b"&lt;"), n)
+        head = (
+            b"HTTP/1.1 503 Slow Down\r\n"
+            b"Content-Type: application/xml\r\n"
+            b"Content-Length: %d\r\n"
+            b"Connection: keep-alive\r\n"
+            b"x-amz-request-id: faultproxy-%d\r\n"
+            b"Server: faultproxy\r\n\r\n"
+        ) % (len(body), n)
+        client.sendall(head + body)
+        with self._lock:
+            self.counters.bytes_down += len(head) + len(body)
+
+    def _send_bad_gateway(self, client: socket.socket) -> None:
+        body = b"upstream unreachable"
+        head = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        with contextlib.suppress(OSError):
+            client.sendall(head + body)
+
+    def _reset(self, client: socket.socket) -> None:
+        with self._lock:
+            self.counters.resets += 1
+        with contextlib.suppress(OSError):
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The caller's ``finally`` closes the socket: with linger 0 that sends RST instead of FIN.
+
+
+def _readline(reader: BinaryIO) -> bytes:
+    line = reader.readline(_MAX_LINE + 1)
+    if not line:
+        raise _Closed
+    if len(line) > _MAX_LINE:
+        raise ValueError("header line too long")
+    return line
+
+
+def _read_head(reader: BinaryIO) -> _Message:
+    """Reads a start line and headers; drops ``Expect`` from requests (the proxy reads bodies itself)."""
+    start = _readline(reader)
+    while start in (b"\r\n", b"\n"):  # tolerated stray CRLF between messages (RFC 9112 §2.2)
+        start = _readline(reader)
+    lines = [start]
+    headers: dict[str, str] = {}
+    for _ in range(_MAX_HEADERS):
+        line = _readline(reader)
+        if line in (b"\r\n", b"\n"):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        key = name.strip().lower()
+        headers[key] = value.strip()
+        if key == "expect" and not start.startswith(b"HTTP/"):
+            continue
+        lines.append(line)
+    else:
+        raise ValueError("too many header lines")
+    lines.append(b"\r\n")
+    return _Message(b"".join(lines), start.decode("latin-1").strip(), headers)
+
+
+def _read_request_body(reader: BinaryIO, request: _Message) -> bytes:
+    return b"".join(_iter_body(reader, request, until_close=False))
+
+
+def _iter_body(reader: BinaryIO, message: _Message, until_close: bool = True) -> Iterator[bytes]:
+    """Yields a message body exactly as framed on the wire (chunk sizes and trailers included)."""
+    if "chunked" in message.headers.get("transfer-encoding", "").lower():
+        while True:
+            size_line = _readline(reader)
+            yield size_line
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while True:  # trailers, then the final CRLF
+                    line = _readline(reader)
+                    yield line
+                    if line in (b"\r\n", b"\n"):
+                        return
+            remaining = size + 2  # data + CRLF
+            while remaining:
+                piece = reader.read(min(remaining, _CHUNK))
+                if not piece:
+                    raise _Closed
+                remaining -= len(piece)
+                yield piece
+    elif "content-length" in message.headers:
+        remaining = int(message.headers["content-length"])
+        while remaining:
+            piece = reader.read(min(remaining, _CHUNK))
+            if not piece:
+                raise _Closed
+            remaining -= len(piece)
+            yield piece
+    elif until_close:
+        while True:
+            piece = reader.read1(_CHUNK)  # type: ignore[attr-defined]
+            if not piece:
+                return
+            yield piece
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs a proxy in its own process (its GIL then competes with nobody): prints ``PORT`` on one line, serves
+    until stdin closes (the parent exited or closed the pipe) or SIGTERM, then prints the counters as JSON."""
+    import argparse
+    import dataclasses
+    import json
+    import signal
+    import sys
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("upstream", help="HOST:PORT of the server (loopback)")
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--fail-rate", type=float, default=0.0)
+    ap.add_argument("--reset-rate", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    host, _, port = args.upstream.rpartition(":")
+    proxy = FaultProxy(
+        host, int(port), latency=args.latency, fail_rate=args.fail_rate, reset_rate=args.reset_rate, seed=args.seed
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+
+    def watch_stdin() -> None:
+        sys.stdin.read()  # returns at EOF: the parent is gone or wants us to stop
+        done.set()
+
+    with proxy:
+        print(proxy.port, flush=True)
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        done.wait()
+    print(json.dumps(dataclasses.asdict(proxy.counters)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
