@@ -33,6 +33,7 @@ from dataio.cache.prefetch import Prefetcher
 from dataio.cache.tracker import PlanTracker
 from dataio.errors import ChecksumError
 from dataio.storage.base import StorageError, Store
+from dataio.storage.local import pread_full
 
 __all__ = ["CacheEngine"]
 
@@ -257,12 +258,9 @@ class CacheEngine:
 
 def pread_exactly(fd: int, offset: int, length: int, where: str) -> bytes:
     """``length`` bytes at ``offset`` of a cached copy (whose size was checked when it was opened)."""
-    data = os.pread(fd, length, offset)
-    while len(data) < length:
-        more = os.pread(fd, length - len(data), offset + len(data))
-        if not more:
-            raise StorageError(f"{where} [{offset}, +{length}): cached copy ends early")
-        data += more
+    data = pread_full(fd, length, offset)
+    if len(data) < length:
+        raise StorageError(f"{where} [{offset}, +{length}): cached copy ends early")
     return data
 
 

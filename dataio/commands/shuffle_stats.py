@@ -6,7 +6,7 @@ import argparse
 import json
 import re
 
-from dataio.commands._common import add_storage_options, storage_options
+from dataio.commands._common import add_storage_options, positive_int, storage_options
 
 NAME = "shuffle-stats"
 HELP = "compare sampling modes: label diversity per batch, storage/read correlation and IO cost"
@@ -24,13 +24,6 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * 1024 ** " kmgt".index(unit or " "))
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="dataset directory or URL")
     p.add_argument(
@@ -39,14 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=_MODES,
         help="mode to measure (repeatable; default: all, in the order sequential global block shard local)",
     )
-    p.add_argument("--world-size", type=_positive, default=8, help="number of ranks (default 8)")
-    p.add_argument("--batch-size", type=_positive, default=256, help="per-rank batch size (default 256)")
+    p.add_argument("--world-size", type=positive_int, default=8, help="number of ranks (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="per-rank batch size (default 256)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--epoch", type=int, default=0, help="epoch to measure (default 0)")
     p.add_argument("--drop-last", action="store_true", help="drop the tail instead of padding")
-    p.add_argument("--block-size", type=_positive, default=None, help="block mode: samples per block")
-    p.add_argument("--window", type=_positive, default=None, help="block mode: blocks per shuffle window")
-    p.add_argument("--buffer-size", type=_positive, default=None, help="shard mode: shuffle buffer slots")
+    p.add_argument("--block-size", type=positive_int, default=None, help="block mode: samples per block")
+    p.add_argument("--window", type=positive_int, default=None, help="block mode: blocks per shuffle window")
+    p.add_argument("--buffer-size", type=positive_int, default=None, help="shard mode: shuffle buffer slots")
     p.add_argument(
         "--cache-bytes",
         type=parse_size,
@@ -61,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--io-samples",
-        type=_positive,
+        type=positive_int,
         default=1_000_000,
         help="IO model: simulate the first N reads of the epoch (default 1000000)",
     )

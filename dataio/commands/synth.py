@@ -6,33 +6,28 @@ import argparse
 import os
 from pathlib import Path
 
+from dataio.commands._common import positive_int
+
 NAME = "synth"
 HELP = "write a synthetic ImageNet-like ImageFolder of natural-photo JPEGs (for demos, tests and benchmarks)"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``synth`` options to ``p``."""
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--images", type=_positive, required=True, help="number of training images")
-    p.add_argument("--classes", type=_positive, required=True, help="number of classes (<= --images)")
+    p.add_argument("--images", type=positive_int, required=True, help="number of training images")
+    p.add_argument("--classes", type=positive_int, required=True, help="number of classes (<= --images)")
     p.add_argument("--seed", type=int, default=0, help="seed of class names and images (default: 0)")
     p.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         default=min(8, os.cpu_count() or 1),
         help="processes (default: CPUs, max 8)",
     )
     p.add_argument("--quality", type=int, default=90, help="JPEG quality, each image ±2 (default: 90)")
     p.add_argument(
         "--val-images",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="M",
         help="also write an ILSVRC-style val set of M images; train then goes to OUT/train/<wnid>/, val to "

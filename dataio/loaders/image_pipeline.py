@@ -155,8 +155,9 @@ class ImagePipeline:
         if len(labels) != n:
             raise ValueError(f"{n} images but {len(labels)} labels")
         if out_images.dtype != torch.uint8 or out_images.dim() != 4 or tuple(out_images.shape[1:]) != self.out_shape:
-            raise ValueError(f"out_images must be uint8 N x {self.out_shape}, got {out_images.dtype} "
-                             f"{tuple(out_images.shape)}")
+            raise ValueError(
+                f"out_images must be uint8 N x {self.out_shape}, got {out_images.dtype} {tuple(out_images.shape)}"
+            )
         if out_labels.dtype != torch.int64 or out_labels.dim() != 1:
             raise ValueError(f"out_labels must be a 1-d int64 tensor, got {out_labels.dtype} {tuple(out_labels.shape)}")
         if n > out_images.shape[0] or n > out_labels.shape[0]:

@@ -154,5 +154,3 @@ class ThreadedMapIterator(Iterator[Any]):
 
 def _accelerator_available() -> bool:
     return bool(torch.cuda.is_available())
-
-

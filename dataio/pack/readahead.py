@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 from dataio.pack.labels import Item
+from dataio.storage.local import pread_full
 
 __all__ = ["Readahead"]
 
@@ -27,12 +28,9 @@ def _advise(fd: int, offset: int, size: int) -> None:
 
 
 def _read_exactly(fd: int, size: int, offset: int) -> bytes:
-    data = os.pread(fd, size, offset)
-    while len(data) < size:
-        more = os.pread(fd, size - len(data), offset + len(data))
-        if not more:
-            raise OSError(f"expected {size} bytes at offset {offset}, the file ends after {len(data)}")
-        data += more
+    data = pread_full(fd, size, offset)
+    if len(data) < size:
+        raise OSError(f"expected {size} bytes at offset {offset}, the file ends after {len(data)}")
     return data
 
 

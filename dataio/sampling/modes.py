@@ -127,9 +127,7 @@ def shard_stream(
     return piece[shuffle_buffer_order(piece.size, buffer_size, rng)]
 
 
-def shard_read_order(
-    layout: ShardLayout, seed: int, epoch: int, world_size: int, rank: int, **_: int
-) -> np.ndarray:
+def shard_read_order(layout: ShardLayout, seed: int, epoch: int, world_size: int, rank: int, **_: int) -> np.ndarray:
     """``shard`` mode's storage read order: rank ``rank``'s piece of the epoch's shard order, before the
     in-memory shuffle buffer (whole shards, read sequentially)."""
     shard_perm = stream_rng(seed, epoch, _SHARD_ORDER).permutation(layout.num_shards)

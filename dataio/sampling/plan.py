@@ -86,9 +86,7 @@ def remaining_length(config: ShuffleConfig, n: int, world_size: int, consumed: i
     return max(epoch_length(n, world_size, config.drop_last) - consumed // world_size, 0)
 
 
-def deal_global(
-    order: np.ndarray, world_size: int, rank: int, drop_last: bool, consumed: int = 0
-) -> np.ndarray:
+def deal_global(order: np.ndarray, world_size: int, rank: int, drop_last: bool, consumed: int = 0) -> np.ndarray:
     """Deal the rest of a global order round-robin after ``consumed`` positions.
 
     Args:
@@ -162,17 +160,13 @@ def global_order(config: ShuffleConfig, layout: ShardLayout, epoch: int) -> np.n
     return spec.build(layout, config.seed, epoch, 1, 0, **config.params)
 
 
-def all_rank_indices(
-    config: ShuffleConfig, layout: ShardLayout, epoch: int, world_size: int
-) -> list[np.ndarray]:
+def all_rank_indices(config: ShuffleConfig, layout: ShardLayout, epoch: int, world_size: int) -> list[np.ndarray]:
     """Every rank's full epoch (computing an elastic mode's global order only once)."""
     order = global_order(config, layout, epoch) if config.spec.elastic else None
     return [rank_indices(config, layout, epoch, world_size, r, 0, order) for r in range(world_size)]
 
 
-def all_rank_read_orders(
-    config: ShuffleConfig, layout: ShardLayout, epoch: int, world_size: int
-) -> list[np.ndarray]:
+def all_rank_read_orders(config: ShuffleConfig, layout: ShardLayout, epoch: int, world_size: int) -> list[np.ndarray]:
     """Every rank's storage read order (differs from the yield order only behind an in-memory buffer).
 
     Padding is ignored: every rank's read order is cut to the shortest rank's length.
@@ -180,8 +174,6 @@ def all_rank_read_orders(
     spec = config.spec
     if spec.read_order is None:
         return all_rank_indices(config, layout, epoch, world_size)
-    reads = [
-        spec.read_order(layout, config.seed, epoch, world_size, r, **config.params) for r in range(world_size)
-    ]
+    reads = [spec.read_order(layout, config.seed, epoch, world_size, r, **config.params) for r in range(world_size)]
     length = min(r.size for r in reads)
     return [r[:length] for r in reads]

@@ -289,9 +289,7 @@ def shuffle_stats(
         total = int(nbytes.sum())
         capacity = int(total * DEFAULT_CACHE_FRACTION) if cache_bytes is None else int(cache_bytes)
         read_streams = (
-            streams
-            if config.spec.read_order is None
-            else all_rank_read_orders(config, layout, epoch, world_size)
+            streams if config.spec.read_order is None else all_rank_read_orders(config, layout, epoch, world_size)
         )
         reads = np.stack(read_streams, axis=1).ravel()[:io_samples]
         per_sample = bytes_read(reads, layout, nbytes, capacity, chunk_bytes) / max(reads.size, 1)

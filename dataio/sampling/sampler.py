@@ -188,9 +188,7 @@ class DistributedShuffleSampler:
         epoch, or its rest right after ``load_state_dict``. During a pass they start at the current
         position.
         """
-        return rank_indices(
-            self._config, self._layout, self._epoch, self._world_size, self._rank, self.position
-        )
+        return rank_indices(self._config, self._layout, self._epoch, self._world_size, self._rank, self.position)
 
     def begin_epoch(self) -> np.ndarray:
         """Start a pass over the current epoch and return its indices (the loader's fast path).
@@ -204,9 +202,7 @@ class DistributedShuffleSampler:
         self._resume_pending = False
         self._pass_active = True
         self._iteration += 1
-        return rank_indices(
-            self._config, self._layout, self._epoch, self._world_size, self._rank, self._consumed
-        )
+        return rank_indices(self._config, self._layout, self._epoch, self._world_size, self._rank, self._consumed)
 
     def advance(self, count: int) -> None:
         """Record that this rank consumed ``count`` more samples of the pass begun by :meth:`begin_epoch`."""
@@ -300,9 +296,7 @@ class DistributedShuffleSampler:
                     "or an elastic mode ('global', 'block')"
                 )
             if fields["consumed"] % saved_world:
-                raise ValueError(
-                    f"consumed={fields['consumed']} is not a multiple of world_size={saved_world}"
-                )
+                raise ValueError(f"consumed={fields['consumed']} is not a multiple of world_size={saved_world}")
         self._config = ShuffleConfig(spec.name, fields["seed"], self.drop_last, params)
         self._epoch = fields["epoch"]
         self._consumed = fields["consumed"]

@@ -40,9 +40,7 @@ def check_state(state: Mapping[str, Any]) -> dict[str, Any]:
     if state.get("kind") != STATE_KIND:
         raise ValueError(f"not a sampler state: kind={state.get('kind')!r}, expected {STATE_KIND!r}")
     if state.get("version") != STATE_VERSION:
-        raise ValueError(
-            f"unsupported sampler state version {state.get('version')!r}, expected {STATE_VERSION}"
-        )
+        raise ValueError(f"unsupported sampler state version {state.get('version')!r}, expected {STATE_VERSION}")
     missing = sorted(set(_FIELDS) - set(state))
     if missing:
         raise ValueError(f"sampler state misses key(s) {missing}")

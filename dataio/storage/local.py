@@ -19,7 +19,19 @@ from typing import BinaryIO
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
 
-__all__ = ["LocalStore"]
+__all__ = ["LocalStore", "pread_full"]
+
+
+def pread_full(fd: int, length: int, offset: int) -> bytes:
+    """``os.pread`` until ``length`` bytes or the end of the file (network filesystems return short reads);
+    the result is shorter than ``length`` only at the end of the file."""
+    data = os.pread(fd, length, offset)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def _close_all(fds: dict[str, int]) -> None:
@@ -66,13 +78,7 @@ class LocalStore(Store):
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         try:
-            fd = self._fd(path)
-            data = os.pread(fd, length, offset)
-            while len(data) < length:  # short reads happen on network filesystems
-                more = os.pread(fd, length - len(data), offset + len(data))
-                if not more:
-                    break
-                data += more
+            data = pread_full(self._fd(path), length, offset)
         except OSError as exc:
             raise storage_error(exc, f"{self.url(path)} [{offset}, +{length})") from exc
         if len(data) != length:
