@@ -37,6 +37,7 @@ class DataLoader(torch.utils.data.DataLoader):
         seed: Seed of shuffling and augmentation (default: drawn from ``generator`` or torch's RNG once).
         on_error: Fast path: a sample that fails to decode raises (``"raise"``, naming its key) or is left out of
             its batch and counted in ``stats()["skipped"]`` (``"skip"``).
+        progress: Show a per-epoch progress bar (batches, batches/s) on stderr.
 
     ``set_epoch(e)`` forwards to the sampler when it has ``set_epoch``. On the fast path, ``state_dict()`` /
     ``load_state_dict()`` resume mid-epoch with exactly the batches the old loader would have produced next, and
@@ -68,6 +69,7 @@ class DataLoader(torch.utils.data.DataLoader):
         shuffle_mode: str | None = None,
         seed: int | None = None,
         on_error: str = "raise",
+        progress: bool = False,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -76,6 +78,7 @@ class DataLoader(torch.utils.data.DataLoader):
         self.shuffle_mode = shuffle_mode
         self.seed = seed
         self.on_error = on_error
+        self.progress = progress
         self._dataio_stats: Any = None
         if shuffle_mode is not None or pipeline is not None:
             if not hasattr(dataset, "shard_sizes"):
@@ -168,9 +171,14 @@ class DataLoader(torch.utils.data.DataLoader):
 
     def __iter__(self) -> Any:
         # Threads start in microseconds: every epoch gets a fresh iterator (persistent_workers has nothing to keep).
-        if self._uses_torch_iterator():
-            return super().__iter__()
-        return self._get_iterator()
+        it = super().__iter__() if self._uses_torch_iterator() else self._get_iterator()
+        if not self.progress:
+            return it
+        from tqdm import tqdm
+
+        epoch = getattr(self.sampler, "epoch", None)
+        total = len(it) if hasattr(it, "__len__") else None
+        return iter(tqdm(it, total=total, unit="batch", desc=f"epoch {epoch}" if epoch is not None else None))
 
     def _get_iterator(self) -> Iterable[Any]:
         if self._uses_torch_iterator():

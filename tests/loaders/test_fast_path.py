@@ -165,3 +165,13 @@ def test_cuda_prefetch_matches_cpu_batches(packed: Path) -> None:
     for (ci, cl), (gi, gl) in zip(cpu, gpu, strict=True):
         assert gi.is_cuda and gl.is_cuda
         assert torch.allclose(ci, gi.cpu(), atol=1e-5) and torch.equal(cl, gl.cpu())
+
+
+def test_progress_bar_per_epoch(packed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ds = dataio.open_dataset(packed)
+    loader = dataio.DataLoader(ds, batch_size=8, num_workers=2, shuffle_mode="shard", seed=2, progress=True,
+                               pipeline=dataio.ImagePipeline(train=False, size=32))
+    loader.set_epoch(4)
+    assert sum(len(lab) for _, lab in loader) == len(ds)
+    err = capsys.readouterr().err
+    assert "epoch 4" in err and f"{len(loader)}/{len(loader)}" in err
