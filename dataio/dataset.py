@@ -89,13 +89,19 @@ class ShardDataset(torch.utils.data.Dataset):
             cached = self._indexes.get(shard)
         if cached is not None:
             return cached
-        entry = self.manifest.shards[shard]
-        length = entry.size - FOOTER_SIZE - entry.index_offset
-        buf = self.store.read_range(entry.path, entry.index_offset, length)
-        index = parse_index(buf, entry.num_samples, entry.index_offset, entry.index_crc32, entry.path)
+        return self._keep_index(shard, self.store.read_range(*self._index_request(shard)))
+
+    def _index_request(self, shard: int) -> tuple[str, int, int]:
+        """``(path, offset, length)`` of a shard's index region (known from the manifest)."""
+        e = self.manifest.shards[shard]
+        return e.path, e.index_offset, e.size - FOOTER_SIZE - e.index_offset
+
+    def _keep_index(self, shard: int, buf: bytes) -> ShardIndex:
+        """Parses (checking its CRC) and caches the index of ``shard``; returns the cached one."""
+        e = self.manifest.shards[shard]
+        index = parse_index(buf, e.num_samples, e.index_offset, e.index_crc32, e.path)
         with self._lock:
-            self._indexes.setdefault(shard, index)
-        return index
+            return self._indexes.setdefault(shard, index)
 
     def record_range(self, index: int) -> tuple[str, int, int]:
         """``(shard path, offset, length)`` of sample ``index``: what one ranged read must fetch."""
@@ -128,15 +134,8 @@ class ShardDataset(torch.utils.data.Dataset):
             todo = [int(s) for s in shards if int(s) not in self._indexes]
         if not todo:
             return
-        requests = []
-        for s in todo:
-            e = self.manifest.shards[s]
-            requests.append((e.path, e.index_offset, e.size - FOOTER_SIZE - e.index_offset))
-        for s, buf in zip(todo, self.reader.read_many(requests), strict=True):
-            e = self.manifest.shards[s]
-            index = parse_index(buf, e.num_samples, e.index_offset, e.index_crc32, e.path)
-            with self._lock:
-                self._indexes.setdefault(s, index)
+        for s, buf in zip(todo, self.reader.read_many([self._index_request(s) for s in todo]), strict=True):
+            self._keep_index(s, buf)
 
     def read_records(self, indices: Iterable[int]) -> Iterator[bytes]:
         """Checksum-verified record bytes of ``indices``, in that order, with many reads in flight.

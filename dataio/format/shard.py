@@ -215,15 +215,6 @@ class ShardWriter:
             self._write(part)
         return len(self._crcs) - 1
 
-    def add_record(self, record: bytes) -> int:
-        """Appends already encoded record bytes (see :meth:`Schema.encode`); returns its position."""
-        if self._closed:
-            raise ValueError("shard writer is closed")
-        self._offsets.append(self._pos)
-        self._crcs.append(zlib.crc32(record))
-        self._write(record)
-        return len(self._crcs) - 1
-
     def close(self) -> ShardInfo:
         """Writes index and footer; returns the shard's :class:`ShardInfo`. Does not close ``fileobj``."""
         if self._closed:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from dataio.dataset import ShardDataset, open_dataset
 from dataio.pack import PackOptions, pack
 from tests.conftest import SHARD_SIZE
 from tests.storage.faultproxy import FaultProxy
@@ -140,3 +141,15 @@ def proxy() -> Iterator[Callable[..., FaultProxy]]:
     yield make
     for p in started:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def local(packed: Path) -> ShardDataset:
+    """The local packed dataset: the bytes every remote backend must return."""
+    return open_dataset(packed)
+
+
+@pytest.fixture(scope="module")
+def local_records(local: ShardDataset) -> list[bytes]:
+    """Every record of :func:`local`, in sample order."""
+    return [local.read_record(i) for i in range(len(local))]

@@ -382,6 +382,16 @@ def _read_request_body(reader: BinaryIO, request: _Message) -> bytes:
     return b"".join(_iter_body(reader, request, until_close=False))
 
 
+def _read_exactly(reader: BinaryIO, count: int) -> Iterator[bytes]:
+    """Yields exactly ``count`` bytes of ``reader`` in pieces; :class:`_Closed` if the peer closes first."""
+    while count:
+        piece = reader.read(min(count, _CHUNK))
+        if not piece:
+            raise _Closed
+        count -= len(piece)
+        yield piece
+
+
 def _iter_body(reader: BinaryIO, message: _Message, until_close: bool = True) -> Iterator[bytes]:
     """Yields a message body exactly as framed on the wire (chunk sizes and trailers included)."""
     if "chunked" in message.headers.get("transfer-encoding", "").lower():
@@ -395,21 +405,9 @@ def _iter_body(reader: BinaryIO, message: _Message, until_close: bool = True) ->
                     yield line
                     if line in (b"\r\n", b"\n"):
                         return
-            remaining = size + 2  # data + CRLF
-            while remaining:
-                piece = reader.read(min(remaining, _CHUNK))
-                if not piece:
-                    raise _Closed
-                remaining -= len(piece)
-                yield piece
+            yield from _read_exactly(reader, size + 2)  # data + CRLF
     elif "content-length" in message.headers:
-        remaining = int(message.headers["content-length"])
-        while remaining:
-            piece = reader.read(min(remaining, _CHUNK))
-            if not piece:
-                raise _Closed
-            remaining -= len(piece)
-            yield piece
+        yield from _read_exactly(reader, int(message.headers["content-length"]))
     elif until_close:
         while True:
             piece = reader.read1(_CHUNK)  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import s3fs
 
-from dataio import ChecksumError, ShardDataset, open_dataset
+from dataio import ChecksumError, open_dataset
 from dataio.storage import RetryPolicy, StorageError, open_store
 from tests.storage.conftest import CREDENTIALS, RemoteDataset, require_weed, upload_tree
 from tests.storage.faultproxy import FaultProxy
@@ -26,16 +26,6 @@ from tests.storage.seaweed import SeaweedServer
 #: Fast backoff so the tests stay short; the budget is what bounds a read.
 FAST_RETRY = RetryPolicy(max_attempts=20, base_delay=0.01, max_delay=0.2, budget=30.0)
 ProxyFactory = Callable[..., FaultProxy]
-
-
-@pytest.fixture(scope="module")
-def local(packed: Path) -> ShardDataset:
-    return open_dataset(packed)
-
-
-@pytest.fixture(scope="module")
-def local_records(local: ShardDataset) -> list[bytes]:
-    return [local.read_record(i) for i in range(len(local))]
 
 
 @pytest.mark.parametrize("kind", ["s3", "oss"])

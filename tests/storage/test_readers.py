@@ -42,16 +42,6 @@ def backend(request: pytest.FixtureRequest, packed: Path) -> Backend:
     return Backend(request.param, remote.url, remote.options)
 
 
-@pytest.fixture(scope="module")
-def local(packed: Path) -> ShardDataset:
-    return open_dataset(packed)
-
-
-@pytest.fixture(scope="module")
-def local_records(local: ShardDataset) -> list[bytes]:
-    return [local.read_record(i) for i in range(len(local))]
-
-
 def test_same_manifest_and_record_ranges(backend: Backend, local: ShardDataset) -> None:
     with backend.open() as ds:
         assert ds.manifest == local.manifest
