@@ -12,6 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutotuneConfig",
     "ChecksumError",
     "DataLoader",
     "DataioError",
@@ -23,6 +24,7 @@ __all__ = [
     "PackError",
     "PackOptions",
     "RetryPolicy",
+    "SampleError",
     "ShardDataset",
     "VersionError",
     "__version__",
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AutotuneConfig": "dataio.loaders.autotune",
     "ChecksumError": "dataio.errors",
     "DataLoader": "dataio.loaders.loader",
     "DataioError": "dataio.errors",
@@ -44,6 +47,7 @@ _LAZY = {
     "PackError": "dataio.errors",
     "PackOptions": "dataio.pack",
     "RetryPolicy": "dataio.storage",
+    "SampleError": "dataio.loaders.fast",
     "ShardDataset": "dataio.dataset",
     "VersionError": "dataio.errors",
     "dataset_info": "dataio.inspection",

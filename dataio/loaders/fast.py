@@ -26,54 +26,16 @@ import numpy as np
 import torch
 
 from dataio.loaders.device import DeviceFeeder
+from dataio.loaders.epoch import plan_epoch
+from dataio.loaders.ring import BatchRing, BufferPool
 from dataio.loaders.stats import PipelineStats
 from dataio.loaders.transforms import sample_rng
+from dataio.loaders.tuning import PipelineTuning
 
 __all__ = ["FastIterator", "SampleError"]
 
-_END = object()
-
-
 class SampleError(RuntimeError):
     """A sample that could not be decoded; names the sample key and index."""
-
-
-class _Ring:
-    """Batch storage for the batches in flight; batch ``b`` may start once batch ``b - n`` has been released.
-
-    CPU: each batch gets a fresh float32 tensor that decode threads fill with normalised pixels (it is handed
-    to the user, never reused). CUDA: ``n`` reusable pinned uint8 buffers, normalised on the GPU after the copy.
-    """
-
-    def __init__(self, n: int, batch: int, shape: tuple[int, ...], reuse_uint8: bool) -> None:
-        self.n, self.batch, self.shape, self.reuse = n, batch, shape, reuse_uint8
-        self.images: list[torch.Tensor | None] = [None] * n
-        if reuse_uint8:
-            self.images = [torch.empty((batch, *shape), dtype=torch.uint8, pin_memory=True) for _ in range(n)]
-        self.labels = [torch.empty(batch, dtype=torch.int64) for _ in range(n)]
-        self.valid = [np.ones(batch, dtype=bool) for _ in range(n)]
-        self.owner = [-1] * n
-        self.released = -1  # batches are released in order: every batch <= released has left the ring
-        self.cond = threading.Condition()
-
-    def acquire(self, batch: int, stop: threading.Event) -> int | None:
-        """Waits until ``batch`` may use its slot; returns the slot (None if stopping)."""
-        slot = batch % self.n
-        with self.cond:
-            while batch - self.n > self.released and not stop.is_set():
-                self.cond.wait(0.1)
-            if stop.is_set():
-                return None
-            if self.owner[slot] != batch:
-                self.owner[slot] = batch
-                if not self.reuse:
-                    self.images[slot] = torch.empty((self.batch, *self.shape), dtype=torch.float32)
-            return slot
-
-    def release(self, batch: int) -> None:
-        with self.cond:
-            self.released = batch
-            self.cond.notify_all()
 
 
 class FastIterator:
@@ -82,24 +44,28 @@ class FastIterator:
     def __init__(self, loader: Any) -> None:
         self.loader = loader
         self.ds, self.pipeline, self.sampler = loader.dataset, loader.pipeline, loader.sampler
-        self.batch_size = int(loader.batch_size or 1)
-        if hasattr(self.sampler, "begin_epoch"):
-            indices = np.asarray(self.sampler.begin_epoch(), dtype=np.int64)
-            self.epoch, seed = int(self.sampler.epoch), int(self.sampler.seed)
-        else:
-            torch.empty((), dtype=torch.int64).random_(generator=loader.generator)  # as torch's iterator does
-            indices = np.fromiter(iter(self.sampler), dtype=np.int64)
-            self.epoch, seed = 0, 0
-        self.seed = int(loader.seed) if loader.seed is not None else seed
-        n = len(indices) - (len(indices) % self.batch_size if loader.drop_last else 0)
-        self.indices = indices[:n]
-        self.num_batches = -(-n // self.batch_size)
+        plan = plan_epoch(loader)
+        self.batch_size, self.epoch, self.seed = plan.batch_size, plan.epoch, plan.seed
+        self.indices = plan.indices
+        self.num_batches = plan.num_batches
         if hasattr(self.sampler, "shard_order"):
             self.ds.prefetch(self.sampler.shard_order(self.indices))
         workers = max(1, int(loader.num_workers))
         depth = max(2, int(loader.prefetch_factor or 2) * workers)
         self.feeder = DeviceFeeder(loader.device)
-        self.ring = _Ring(depth, self.batch_size, tuple(self.pipeline.out_shape), reuse_uint8=self.feeder.cuda)
+        shape = tuple(self.pipeline.out_shape)
+        if loader._dataio_tuning is None:
+            batch_bytes = self.batch_size * int(np.prod(shape)) * (1 if self.feeder.cuda else 4)
+            reader = self.ds.reader if hasattr(self.ds, "reader") else None
+            loader._dataio_tuning = PipelineTuning(workers, depth, batch_bytes, reader, loader.autotune_config)
+        self.tuning: PipelineTuning = loader._dataio_tuning
+        pool = loader._dataio_buffers
+        if pool is None or pool.shape != (self.batch_size, *shape):
+            pool = loader._dataio_buffers = BufferPool((self.batch_size, *shape), cap=self.tuning.max_prefetch + 2)
+        self.ring = BatchRing(
+            self.tuning.max_prefetch, self.batch_size, shape, self.feeder.cuda, self.tuning.prefetch, pool
+        )
+        self.tuning.start_epoch(self.ring)
         mean = torch.tensor(self.pipeline.mean, dtype=torch.float32).view(3, 1, 1)
         std = torch.tensor(self.pipeline.std, dtype=torch.float32).view(3, 1, 1)
         self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
@@ -112,19 +78,21 @@ class FastIterator:
         self.filled = [0] * self.num_batches
         self.error: BaseException | None = None
         self.stop = threading.Event()
+        self.read_done = threading.Event()
         self.next_batch = 0
         self.on_error = loader.on_error
         self.timeout = float(loader.timeout or 0)
         if loader._dataio_stats is None:
-            loader._dataio_stats = PipelineStats([("read", 1), ("decode", workers)])
+            loader._dataio_stats = PipelineStats([("read", 1), ("decode", self.tuning.decode_threads)])
         self.stats: PipelineStats = loader._dataio_stats
         self.stats.extra.update(backend=getattr(self.pipeline, "backend", "cpu"), device=str(self.feeder.device))
-        targets = [("read", self._read)] + [(f"decode-{w}", self._decode) for w in range(workers)]
+        self.stats.autotune = self.tuning.summary
+        decoders = self.tuning.max_decode_threads  # started once; the first `decode_threads` of them work
+        targets = [("read", self._read)] + [(f"decode-{w}", self._decode) for w in range(decoders)]
         if self.feeder.cuda:
             targets.append(("transfer", self._transfer))
         self.threads = [threading.Thread(target=fn, name=f"dataio-fast-{name}", daemon=True) for name, fn in targets]
-        self._decoders = workers
-        self._finalizer = weakref.finalize(self, _stop_all, self.stop, self.threads)
+        self._finalizer = weakref.finalize(self, _stop_all, self.stop, self.threads, self.ring)
         for t in self.threads:
             t.start()
 
@@ -169,8 +137,7 @@ class FastIterator:
         except BaseException as exc:
             self._fail(exc)
         finally:
-            for _ in range(self._decoders):
-                self._put(self.records, _END)
+            self.read_done.set()  # decode threads leave once the queue is drained
 
     def _decode(self) -> None:
         stage = self.stats.stages["decode"]
@@ -179,12 +146,17 @@ class FastIterator:
             if self.loader.worker_init_fn is not None:
                 self.loader.worker_init_fn(worker)
             while not self.stop.is_set():
-                try:
-                    item = self.records.get(timeout=0.1)
-                except queue.Empty:
+                if worker >= self.tuning.decode_threads:  # parked by the autotuner
+                    if self.read_done.is_set():
+                        return
+                    self.stop.wait(0.02)
                     continue
-                if item is _END:
-                    return
+                try:
+                    item = self.records.get(timeout=0.05)
+                except queue.Empty:
+                    if self.read_done.is_set() and self.records.empty():
+                        return
+                    continue
                 t = time.perf_counter()
                 start, records = item
                 batch = start // self.batch_size  # a chunk never crosses a batch boundary
@@ -235,6 +207,7 @@ class FastIterator:
 
     def _take(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         slot, size = batch % self.ring.n, self._batch_len(batch)
+        # always a view (a new tensor on the buffer's storage, even at full size): the pool sees it is in use
         images, labels = self.ring.images[slot][:size], self.ring.labels[slot][:size]  # type: ignore[index]
         valid = self.ring.valid[slot][:size]
         if not valid.all():
@@ -279,6 +252,8 @@ class FastIterator:
         self.stats.consumer_wait += time.perf_counter() - t
         self.next_batch += 1
         self.stats.batches += 1
+        self.stats.stages["decode"].set_threads(self.tuning.decode_threads)
+        self.tuning.observe(self._batch_len(batch), self.records.qsize() / max(1, self.records.maxsize))
         if hasattr(self.sampler, "advance"):
             self.sampler.advance(self._batch_len(batch))
         return images, labels
@@ -323,8 +298,9 @@ class FastIterator:
         self._finalizer()
 
 
-def _stop_all(stop: threading.Event, threads: list[threading.Thread]) -> None:
+def _stop_all(stop: threading.Event, threads: list[threading.Thread], ring: BatchRing) -> None:
     stop.set()
     for t in threads:
         if t is not threading.current_thread():
             t.join(timeout=5)
+    ring.abandon()

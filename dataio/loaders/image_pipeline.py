@@ -39,7 +39,7 @@ from dataio.loaders.transforms import (
 
 __all__ = ["BACKENDS", "ImagePipeline"]
 
-BACKENDS = ("cpu",)  # "dali" arrives with the DALI integration
+BACKENDS = ("cpu", "dali")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,11 @@ class ImagePipeline:
     Args:
         train: ``True``: RandomResizedCrop + horizontal flip; ``False``: resize shorter side + centre crop.
         size: Output side in pixels (images are ``3 × size × size``).
-        backend: ``"auto"`` or ``"cpu"`` (simplejpeg + torch's SIMD resize, in threads). Stored resolved.
+        backend: ``"cpu"`` (simplejpeg + torch's SIMD resize, in the loader's threads), ``"dali"`` (NVIDIA
+            DALI: decode on the GPU with ``"mixed"`` when CUDA is available, else on DALI's CPU threads; see
+            :mod:`dataio.loaders.dali_pipeline`) or ``"auto"``: DALI on the GPU when both a GPU and DALI are
+            present, else ``"cpu"``. Stored resolved. Per-sample calls (``pipeline(sample)``, ``process``)
+            always run the CPU implementation of the same transform; the DataLoader batches through DALI.
         scale: RandomResizedCrop's range of the crop area as a fraction of the image area.
         ratio: RandomResizedCrop's range of the crop aspect ratio (width / height).
         crop_ratio: val: the centre crop's fraction of the resized shorter side (``size / resize``).
@@ -83,8 +87,6 @@ class ImagePipeline:
             raise ValueError(f"train must be True or False, got {self.train!r}")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise ValueError(f"size must be an integer >= 1, got {self.size!r}")
-        if self.backend == "dali":
-            raise ValueError(f"backend 'dali' arrives with the DALI integration; available: {', '.join(BACKENDS)}")
         if self.backend not in ("auto", *BACKENDS):
             raise ValueError(f"unknown backend {self.backend!r}; available: auto, {', '.join(BACKENDS)}")
         mean, std = _triple(self.mean, "mean"), _triple(self.std, "std")
@@ -93,7 +95,7 @@ class ImagePipeline:
         resolved = {
             "train": bool(self.train),
             "size": int(self.size),
-            "backend": "cpu" if self.backend == "auto" else self.backend,
+            "backend": _resolve_backend(self.backend),
             "scale": check_scale(self.scale),
             "ratio": check_ratio(self.ratio),
             "crop_ratio": check_crop_ratio(self.crop_ratio),
@@ -103,6 +105,13 @@ class ImagePipeline:
         }
         for name, value in resolved.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def dali_device(self) -> str | None:
+        """Where DALI decodes: ``"mixed"`` (GPU) when CUDA is available, ``"cpu"`` otherwise; None for cpu."""
+        if self.backend != "dali":
+            return None
+        return "mixed" if torch.cuda.is_available() else "cpu"
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -207,6 +216,17 @@ class ImagePipeline:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+def _resolve_backend(backend: str) -> str:
+    from dataio.loaders.dali_pipeline import dali_available, import_dali
+
+    if backend == "dali":
+        import_dali()  # fails now, with the install hint, rather than in the loader
+        return "dali"
+    if backend == "auto":
+        return "dali" if torch.cuda.is_available() and dali_available() else "cpu"
+    return backend
 
 
 def _device(device: torch.device | str) -> torch.device:

@@ -11,7 +11,10 @@ changes is how batches are produced:
 - iterable-style datasets: torch's iterator (its per-worker replicas and ``get_worker_info`` sharding are
   process semantics that users rely on).
 - a :class:`~dataio.ShardDataset` with ``pipeline=`` (e.g. :class:`~dataio.ImagePipeline`): the fast path
-  (:mod:`dataio.loaders.fast`).
+  (:mod:`dataio.loaders.fast`), autotuned online (:mod:`dataio.loaders.autotune`); with
+  ``ImagePipeline(backend="dali")``, NVIDIA DALI decodes (:mod:`dataio.loaders.dali_iterator`).
+
+Design notes: ``docs/loader.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import torch.utils.data
 
+from dataio.loaders.autotune import AutotuneConfig
 from dataio.loaders.threaded import ThreadedMapIterator
 
 __all__ = ["DataLoader"]
@@ -38,6 +42,10 @@ class DataLoader(torch.utils.data.DataLoader):
         on_error: Fast path: a sample that fails to decode raises (``"raise"``, naming its key) or is left out of
             its batch and counted in ``stats()["skipped"]`` (``"skip"``).
         progress: Show a per-epoch progress bar (batches, batches/s) on stderr.
+        autotune: Fast path: tune decode threads, batches in flight and reads in flight online for the highest
+            throughput within CPU and memory limits (``True``, the default; an :class:`AutotuneConfig` to set
+            its limits), or keep ``num_workers`` / ``prefetch_factor`` / the reader's threads fixed (``False``).
+            Its settings and every decision are in ``stats()["autotune"]``.
 
     ``set_epoch(e)`` forwards to the sampler when it has ``set_epoch``. On the fast path, ``state_dict()`` /
     ``load_state_dict()`` resume mid-epoch with exactly the batches the old loader would have produced next, and
@@ -70,9 +78,16 @@ class DataLoader(torch.utils.data.DataLoader):
         seed: int | None = None,
         on_error: str = "raise",
         progress: bool = False,
+        autotune: bool | AutotuneConfig = True,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if not isinstance(autotune, (bool, AutotuneConfig)):
+            raise ValueError(f"autotune must be True, False or an AutotuneConfig, got {autotune!r}")
+        self.autotune_config = AutotuneConfig() if autotune is True else (autotune or None)
+        self._dataio_tuning: Any = None
+        self._dataio_dali: Any = None
+        self._dataio_buffers: Any = None
         self.pipeline = pipeline
         self.device = device
         self.shuffle_mode = shuffle_mode
@@ -183,6 +198,10 @@ class DataLoader(torch.utils.data.DataLoader):
     def _get_iterator(self) -> Iterable[Any]:
         if self._uses_torch_iterator():
             return super()._get_iterator()
+        if getattr(self.pipeline, "backend", None) == "dali":
+            from dataio.loaders.dali_iterator import DaliIterator
+
+            return DaliIterator(self)
         if self.pipeline is not None:
             from dataio.loaders.fast import FastIterator
 

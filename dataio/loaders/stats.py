@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,11 @@ __all__ = ["PipelineStats", "StageStats"]
 
 @dataclass
 class StageStats:
-    """Work done by one stage: items, bytes, seconds its threads were busy, and how many threads."""
+    """Work done by one stage: items, bytes, seconds its threads were busy, and how many threads.
+
+    The thread count may change at run time (the autotuner); busy % is busy time over the thread-seconds the
+    stage has had, integrated across those changes.
+    """
 
     name: str
     threads: int = 1
@@ -20,6 +25,17 @@ class StageStats:
     bytes: int = 0
     busy: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _thread_s: float = field(default=0.0, repr=False)
+    _since: float = field(default_factory=time.perf_counter, repr=False)
+
+    def set_threads(self, threads: int) -> None:
+        """The stage now runs ``threads`` threads (a no-op when unchanged)."""
+        if threads == self.threads:
+            return
+        with self._lock:
+            now = time.perf_counter()
+            self._thread_s += (now - self._since) * self.threads
+            self._since, self.threads = now, threads
 
     def add(self, items: int, nbytes: int, seconds: float) -> None:
         with self._lock:
@@ -29,14 +45,15 @@ class StageStats:
 
     def summary(self, wall: float) -> dict[str, Any]:
         with self._lock:
-            items, nbytes, busy = self.items, self.bytes, self.busy
+            items, nbytes, busy, threads = self.items, self.bytes, self.busy, self.threads
+            thread_s = self._thread_s + (time.perf_counter() - self._since) * threads
         wall = max(wall, 1e-9)
         return {
             "items": items,
             "items_per_s": items / wall,
             "bytes": nbytes,
-            "threads": self.threads,
-            "busy_pct": 100.0 * busy / (wall * max(1, self.threads)),
+            "threads": threads,
+            "busy_pct": 100.0 * busy / max(thread_s, 1e-9),
         }
 
 
@@ -51,6 +68,7 @@ class PipelineStats:
         self.skipped = 0
         self.queue_samples: dict[str, list[float]] = {}
         self.extra: dict[str, Any] = {}
+        self.autotune: Callable[[], dict[str, Any]] | None = None  # the tuner's report, when there is one
 
     def sample_queue(self, name: str, size: int, capacity: int) -> None:
         samples = self.queue_samples.setdefault(name, [])
@@ -70,6 +88,8 @@ class PipelineStats:
             "queues": {k: sum(v) / len(v) for k, v in self.queue_samples.items() if v},
             **self.extra,
         }
+        if self.autotune is not None:
+            out["autotune"] = self.autotune()
         out["verdict"] = verdict(out)
         return out
 

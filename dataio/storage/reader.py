@@ -77,6 +77,8 @@ class RangeReader:
             (0 = only adjacent or overlapping ranges; negative = never merge).
         max_fetch: Largest coalesced fetch in bytes.
         window: Requests looked at ahead of the consumer (default ``4 × threads``).
+        max_threads: Upper bound for :meth:`set_threads` (default ``4 × threads``, at most 256); pool threads
+            are started on demand, so a high bound costs nothing until it is used.
     """
 
     def __init__(
@@ -87,15 +89,22 @@ class RangeReader:
         coalesce_gap: int = 64 * 1024,
         max_fetch: int = 8 * 1024 * 1024,
         window: int | None = None,
+        max_threads: int | None = None,
     ) -> None:
         self.store = store
         self.threads = int(threads or store.default_threads)
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        self.max_threads = int(max_threads or max(self.threads, min(256, 4 * self.threads)))
+        if self.max_threads < self.threads:
+            raise ValueError(f"max_threads ({max_threads}) must be >= threads ({self.threads})")
         self.coalesce_gap = coalesce_gap
         self.max_fetch = max_fetch
+        self._fixed_window = window is not None
         self.window = int(window or 4 * self.threads)
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dataio-read")
+        self._pool = ThreadPoolExecutor(self.max_threads, thread_name_prefix="dataio-read")
+        self._slots = threading.Condition()
+        self._active = 0  # fetches running now (at most self.threads)
         self._finalizer = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         self._lock = threading.Lock()
         self._stats = {"requests": 0, "fetches": 0, "bytes": 0}
@@ -112,8 +121,32 @@ class RangeReader:
             self._stats["fetches"] += fetches
             self._stats["bytes"] += nbytes
 
+    def set_threads(self, threads: int) -> None:
+        """Changes the number of fetches in flight, effective at once (the autotuner's IO knob).
+
+        Raises:
+            ValueError: ``threads`` outside ``1..max_threads``.
+        """
+        threads = int(threads)
+        if not 1 <= threads <= self.max_threads:
+            raise ValueError(f"threads must be in 1..{self.max_threads}, got {threads}")
+        with self._slots:
+            self.threads = threads
+            if not self._fixed_window:
+                self.window = 4 * threads
+            self._slots.notify_all()
+
     def _fetch(self, fetch: _Fetch) -> dict[int, bytes]:
-        data = self.store.read_range(fetch.path, fetch.offset, fetch.length)
+        with self._slots:  # pool threads beyond the current limit wait here
+            while self._active >= self.threads:
+                self._slots.wait()
+            self._active += 1
+        try:
+            data = self.store.read_range(fetch.path, fetch.offset, fetch.length)
+        finally:
+            with self._slots:
+                self._active -= 1
+                self._slots.notify()
         self._count(len(fetch.parts), 1, len(data))
         if len(fetch.parts) == 1:
             return {fetch.parts[0][0]: data}

@@ -145,6 +145,26 @@ def test_memory_stays_flat_over_many_epochs(packed: Path) -> None:
     assert rss() - base < 40 * 2**20
 
 
+def test_batch_buffers_are_reused_only_once_the_user_lets_go(packed: Path) -> None:
+    ds = dataio.open_dataset(packed)
+    loader = dataio.DataLoader(ds, batch_size=4, num_workers=2, prefetch_factor=1, autotune=False,
+                               pipeline=dataio.ImagePipeline(train=False, size=32))
+    held = [(images, images.clone()) for images, _ in loader]  # every batch kept: none may be overwritten
+    held.append((torch.from_numpy(next(iter(loader))[0].numpy()), None))  # a numpy view keeps its buffer too
+    for _ in range(2):
+        for _batch in loader:
+            pass
+    assert all(torch.equal(images, copy) for images, copy in held[:-1])
+    held.clear()
+    del _batch
+    pool = loader._dataio_buffers
+    allocated = pool.allocated
+    for _ in range(3):  # batches dropped as they come: the pool's buffers serve every later epoch
+        for images, _ in loader:
+            assert images.shape == (4, 3, 32, 32)
+    assert pool.allocated == allocated and len(pool.buffers) <= pool.cap
+
+
 def test_cuda_device_is_refused_clearly_without_a_gpu(packed: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the GPU test covers device='cuda'")

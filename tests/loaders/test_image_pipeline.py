@@ -137,7 +137,6 @@ def test_picklable_and_replaceable(samples: list[dict]) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"backend": "dali"}, "arrives with the DALI integration; available: cpu"),
         ({"backend": "gpu"}, "unknown backend"),
         ({"size": 0}, "size"),
         ({"size": 2.5}, "size"),
