@@ -26,6 +26,7 @@ COMMANDS = {
     "demo": "dataio.commands.demo",
     "shuffle-stats": "dataio.commands.shuffle_stats",
     "cache": "dataio.commands.cache",
+    "train": "dataio.commands.train",
 }
 
 

@@ -1,0 +1,35 @@
+"""DDP training harness: hierarchical / compressed allreduce hooks, bucket-size tuning, a step-time split.
+
+``torchrun --nproc-per-node N -m dataio.train DATASET`` trains through :class:`dataio.DataLoader` (see
+:mod:`dataio.train.harness`); :func:`register_allreduce` installs dataio's gradient exchange on any DDP model.
+Names load lazily, so the CLI's option parsing does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["AllreduceHook", "CommStats", "TrainConfig", "TrainReport", "register_allreduce", "train"]
+
+_LAZY = {
+    "AllreduceHook": "dataio.train.hook",
+    "CommStats": "dataio.train.hook",
+    "TrainConfig": "dataio.train.config",
+    "TrainReport": "dataio.train.report",
+    "register_allreduce": "dataio.train.hook",
+    "train": "dataio.train.harness",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataio.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
