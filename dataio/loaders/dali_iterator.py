@@ -175,8 +175,7 @@ class DaliIterator:
         self.stats.consumer_wait += elapsed
         self.stats.batches += 1
         self.delivered += 1
-        if hasattr(self.loader.sampler, "advance"):
-            self.loader.sampler.advance(fed.covers)
+        self.plan.advance(self.loader.sampler, fed.covers)
         return out_images, out_labels
 
     def _on_dali_error(self, exc: RuntimeError) -> None:

@@ -20,12 +20,19 @@ class EpochPlan:
         epoch: The sampler's epoch (augmentation randomness is keyed by it).
         seed: Augmentation seed: the loader's ``seed``, else the sampler's.
         batch_size: Samples per batch (the last one may be shorter).
+        pass_id: The sampler's pass (see ``DistributedShuffleSampler.advance``), or None.
     """
 
     indices: np.ndarray
     epoch: int
     seed: int
     batch_size: int
+    pass_id: int | None = None
+
+    def advance(self, sampler: Any, count: int) -> None:
+        """Reports ``count`` delivered samples of this pass to the sampler (a no-op for torch's samplers)."""
+        if hasattr(sampler, "advance"):
+            sampler.advance(count, self.pass_id)
 
     @property
     def num_batches(self) -> int:
@@ -39,13 +46,14 @@ def plan_epoch(loader: Any) -> EpochPlan:
     """Starts an epoch of ``loader``'s sampler (a resumed sampler yields only what is left of its epoch)."""
     sampler = loader.sampler
     batch_size = int(loader.batch_size or 1)
+    pass_id = None
     if hasattr(sampler, "begin_epoch"):
         indices = np.asarray(sampler.begin_epoch(), dtype=np.int64)
-        epoch, seed = int(sampler.epoch), int(sampler.seed)
+        epoch, seed, pass_id = int(sampler.epoch), int(sampler.seed), getattr(sampler, "pass_id", None)
     else:
         torch.empty((), dtype=torch.int64).random_(generator=loader.generator)  # as torch's iterator does
         indices = np.fromiter(iter(sampler), dtype=np.int64)
         epoch, seed = 0, 0
     seed = int(loader.seed) if loader.seed is not None else seed
     n = len(indices) - (len(indices) % batch_size if loader.drop_last else 0)
-    return EpochPlan(indices[:n], epoch, seed, batch_size)
+    return EpochPlan(indices[:n], epoch, seed, batch_size, pass_id)

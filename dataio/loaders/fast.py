@@ -44,7 +44,7 @@ class FastIterator:
     def __init__(self, loader: Any) -> None:
         self.loader = loader
         self.ds, self.pipeline, self.sampler = loader.dataset, loader.pipeline, loader.sampler
-        plan = plan_epoch(loader)
+        self.plan = plan = plan_epoch(loader)
         self.batch_size, self.epoch, self.seed = plan.batch_size, plan.epoch, plan.seed
         self.indices = plan.indices
         self.num_batches = plan.num_batches
@@ -254,8 +254,7 @@ class FastIterator:
         self.stats.batches += 1
         self.stats.stages["decode"].set_threads(self.tuning.decode_threads)
         self.tuning.observe(self._batch_len(batch), self.records.qsize() / max(1, self.records.maxsize))
-        if hasattr(self.sampler, "advance"):
-            self.sampler.advance(self._batch_len(batch))
+        self.plan.advance(self.sampler, self._batch_len(batch))
         return images, labels
 
     def _wait_filled_until(self, batch: int, deadline: float | None) -> bool:

@@ -204,10 +204,24 @@ class DistributedShuffleSampler:
         self._iteration += 1
         return rank_indices(self._config, self._layout, self._epoch, self._world_size, self._rank, self._consumed)
 
-    def advance(self, count: int) -> None:
-        """Record that this rank consumed ``count`` more samples of the pass begun by :meth:`begin_epoch`."""
+    @property
+    def pass_id(self) -> int:
+        """Identifies the current pass: :meth:`begin_epoch`, ``set_epoch`` and ``load_state_dict`` change it."""
+        return self._iteration
+
+    def advance(self, count: int, pass_id: int | None = None) -> None:
+        """Record that this rank consumed ``count`` more samples of the pass begun by :meth:`begin_epoch`.
+
+        Args:
+            count: Samples consumed since the last call.
+            pass_id: :attr:`pass_id` right after the caller's ``begin_epoch()``; when a later pass has begun
+                since (a second iterator of the same loader, a ``set_epoch``), the call is ignored: only the
+                newest pass is the sampler's position, as with ``__iter__``.
+        """
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
             raise TypeError(f"count must be an int, got {type(count).__name__}")
+        if pass_id is not None and pass_id != self._iteration:
+            return
         if not self._pass_active:
             raise RuntimeError("advance() needs a pass: call begin_epoch() first")
         left = self._left(self._consumed)

@@ -158,6 +158,19 @@ def test_abandoned_epoch_is_torn_down_and_the_next_one_rebuilds(packed: Path) ->
     assert loader._dataio_dali.builds == 2
 
 
+def test_two_live_iterators_each_get_their_own_pipeline(packed: Path) -> None:
+    ds = dataio.open_dataset(packed)
+    loader = dataio.DataLoader(ds, batch_size=8, num_workers=1, shuffle=True, seed=2,
+                               pipeline=dataio.ImagePipeline(train=False, size=32, backend="dali"))
+    first, second = iter(loader), iter(loader)
+    a = torch.cat([labels for _, labels in first])
+    b = torch.cat([labels for _, labels in second])
+    assert torch.equal(a, b) and len(a) == len(ds)
+    assert loader._dataio_dali.builds == 2
+    assert sum(len(labels) for _, labels in loader) == len(ds)
+    assert loader._dataio_dali.builds == 2  # both went back to the pool when their epochs ended
+
+
 def test_auto_picks_the_cpu_backend_without_a_gpu() -> None:
     pipe = dataio.ImagePipeline(train=True, backend="auto")
     assert pipe.backend == ("dali" if torch.cuda.is_available() else "cpu")

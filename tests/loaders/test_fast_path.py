@@ -145,6 +145,17 @@ def test_memory_stays_flat_over_many_epochs(packed: Path) -> None:
     assert rss() - base < 40 * 2**20
 
 
+def test_two_live_iterators_of_one_loader_each_give_the_whole_epoch(packed: Path) -> None:
+    ds = dataio.open_dataset(packed)
+    loader = dataio.DataLoader(ds, batch_size=8, num_workers=2, shuffle=True, seed=3,
+                               pipeline=dataio.ImagePipeline(train=False, size=32))
+    first, second = iter(loader), iter(loader)  # torch semantics: each replays the epoch
+    a = torch.cat([labels for _, labels in first])
+    b = torch.cat([labels for _, labels in second])
+    assert torch.equal(a, b) and len(a) == len(ds)
+    assert loader.state_dict()["sampler"]["consumed"] == len(ds)  # the newest pass is the position
+
+
 def test_batch_buffers_are_reused_only_once_the_user_lets_go(packed: Path) -> None:
     ds = dataio.open_dataset(packed)
     loader = dataio.DataLoader(ds, batch_size=4, num_workers=2, prefetch_factor=1, autotune=False,

@@ -114,6 +114,21 @@ def test_begin_epoch_and_advance_fast_path():
         other.advance(len(other) + 1)
 
 
+def test_advance_of_a_superseded_pass_is_ignored():
+    sampler = DistributedShuffleSampler(SHARDED, "global", world_size=2, rank=1)
+    sampler.begin_epoch()
+    first = sampler.pass_id
+    sampler.advance(5, first)
+    assert sampler.state_dict()["consumed"] == 10
+    sampler.begin_epoch()  # a second iterator replays the epoch: its pass is now the sampler's position
+    second = sampler.pass_id
+    assert second != first
+    sampler.advance(len(sampler), first)  # the first iterator finishing changes nothing
+    assert sampler.state_dict()["consumed"] == 0
+    sampler.advance(3, second)
+    assert sampler.state_dict()["consumed"] == 6
+
+
 def test_iterator_is_detached_by_set_epoch():
     sampler = DistributedShuffleSampler(SHARDED, world_size=1, rank=0)
     it = iter(sampler)
