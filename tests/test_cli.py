@@ -61,3 +61,12 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
 def test_storage_options_value_is_never_echoed(packed: Path) -> None:
     out = dataio("info", str(packed), "--storage-options", '{"secret": "hunter2"')
     assert out.returncode == 2 and "hunter2" not in out.stderr + out.stdout
+
+
+def test_demo_runs_the_whole_job_and_checks_it(tmp_path: Path) -> None:
+    out = dataio("demo", "--images", "60", "--classes", "3", "--shard-size", "1MB", "--dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    steps = [line.split()[0] for line in out.stdout.splitlines() if line.strip()][:5]
+    assert steps == ["synth", "pack", "read", "verify", "load"]
+    assert "every sample byte-identical with its source" in out.stdout
+    assert len(open_dataset(tmp_path / "dataset")) == 60

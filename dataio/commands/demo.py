@@ -26,6 +26,26 @@ def _line(step: str, n: int, nbytes: int, seconds: float) -> str:
     return f"{step:<9} {n:>6} samples {nbytes / 1e6:>8.1f} MB {seconds:>6.2f} s {rates}"
 
 
+def _load_epoch(ds: object, workers: int) -> int:
+    """One shuffled training epoch through dataio.DataLoader (224 px train transform); prints rate and verdict."""
+    import torch
+
+    from dataio.loaders import ImagePipeline
+    from dataio.loaders.loader import DataLoader
+
+    torch.set_num_threads(1)
+    pipeline = ImagePipeline(train=True, size=224)
+    loader = DataLoader(ds, batch_size=64, shuffle=True, num_workers=workers, pipeline=pipeline, seed=0)
+    t = time.perf_counter()
+    n = sum(len(labels) for _, labels in loader)
+    stats = loader.stats()
+    print(
+        _line("load", n, stats["stages"]["read"]["bytes"], time.perf_counter() - t)
+        + f"  (DataLoader: 224 px train batches; {stats['verdict'].split(':')[0]})"
+    )
+    return n
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -66,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         verified = verify_dataset(work / "dataset")
         print(_line("verify", verified.samples, verified.bytes, time.perf_counter() - t))
 
-        ok = mismatches == 0 and verified.ok and len(ds) == synth.images
+        loaded = _load_epoch(ds, args.workers)
+
+        ok = mismatches == 0 and verified.ok and len(ds) == synth.images and loaded == len(ds)
         print(
             f"\n{len(ds)} images in {len(ds.classes or [])} classes, {report.num_shards} shards at {work / 'dataset'}: "
             + (

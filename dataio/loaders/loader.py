@@ -47,7 +47,9 @@ class DataLoader(torch.utils.data.DataLoader):
             its limits), or keep ``num_workers`` / ``prefetch_factor`` / the reader's threads fixed (``False``).
             Its settings and every decision are in ``stats()["autotune"]``.
 
-    ``set_epoch(e)`` forwards to the sampler when it has ``set_epoch``. On the fast path, ``state_dict()`` /
+    Iterators of the fast and DALI paths have an idempotent ``close()`` that stops their threads at once (an
+    epoch left early; they are also stopped when garbage-collected). ``set_epoch(e)`` forwards to the sampler
+    when it has ``set_epoch``. On the fast path, ``state_dict()`` /
     ``load_state_dict()`` resume mid-epoch with exactly the batches the old loader would have produced next, and
     ``stats()`` reports every stage.
     """
