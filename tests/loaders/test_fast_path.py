@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +146,50 @@ def test_memory_stays_flat_over_many_epochs(packed: Path) -> None:
         for _ in loader:
             pass
     assert rss() - base < 40 * 2**20
+
+
+def test_peak_memory_does_not_grow_with_the_dataset(synth_dir: Path, tmp_path: Path) -> None:
+    """One epoch over 48 and over 480 samples (the same images, linked 10 times): the peak RSS above the
+    starting point must not grow with the dataset. Holding the 480 encoded images would add ~19 MB, their
+    decoded 128 px crops ~24 MB, their float batches ~94 MB."""
+    big = tmp_path / "big"
+    for copy in range(10):
+        for src in synth_dir.rglob("*.JPEG"):
+            dst = big / src.parent.name / f"{copy}_{src.name}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, dst)
+    pack(synth_dir, tmp_path / "small-ds", PackOptions(shard_size=400_000))
+    pack(big, tmp_path / "big-ds", PackOptions(shard_size=400_000))
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def peak_growth(path: Path) -> int:
+        ds = dataio.open_dataset(path)
+        loader = dataio.DataLoader(ds, batch_size=8, num_workers=2, shuffle=True, seed=1, autotune=False,
+                                   pipeline=dataio.ImagePipeline(train=True, size=128))
+        for _ in loader:  # warm: buffers, allocator arenas, thread stacks (batches dropped as they come)
+            pass
+        gc.collect()
+        base, peak, done = rss(), [0], threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], rss())
+                time.sleep(0.002)
+
+        watcher = threading.Thread(target=sample)
+        watcher.start()
+        try:
+            assert sum(len(labels) for _, labels in loader) == len(ds)
+        finally:
+            done.set()
+            watcher.join()
+        return peak[0] - base
+
+    small, large = peak_growth(tmp_path / "small-ds"), peak_growth(tmp_path / "big-ds")
+    assert large - small < 12 * 2**20, (small, large)
 
 
 def test_two_live_iterators_of_one_loader_each_give_the_whole_epoch(packed: Path) -> None:
