@@ -87,14 +87,22 @@ class FastIterator:
         self.stats: PipelineStats = loader._dataio_stats
         self.stats.extra.update(backend=getattr(self.pipeline, "backend", "cpu"), device=str(self.feeder.device))
         self.stats.autotune = self.tuning.summary
-        decoders = self.tuning.max_decode_threads  # started once; the first `decode_threads` of them work
-        targets = [("read", self._read)] + [(f"decode-{w}", self._decode) for w in range(decoders)]
-        if self.feeder.cuda:
-            targets.append(("transfer", self._transfer))
+        targets = [("read", self._read)] + ([("transfer", self._transfer)] if self.feeder.cuda else [])
         self.threads = [threading.Thread(target=fn, name=f"dataio-fast-{name}", daemon=True) for name, fn in targets]
         self._finalizer = weakref.finalize(self, _stop_all, self.stop, self.threads, self.ring)
         for t in self.threads:
             t.start()
+        self._decoders = 0
+        self._start_decoders()
+
+    def _start_decoders(self) -> None:
+        """Starts decode threads up to the current setting (the autotuner may raise it; lowering it parks the
+        highest-numbered ones, which then poll slowly until raised again or the epoch ends)."""
+        while self._decoders < self.tuning.decode_threads and not self.stop.is_set():
+            t = threading.Thread(target=self._decode, name=f"dataio-fast-decode-{self._decoders}", daemon=True)
+            self.threads.append(t)  # the list _stop_all joins
+            t.start()
+            self._decoders += 1
 
     # -- stages ---------------------------------------------------------------------------------
     def _fail(self, exc: BaseException) -> None:
@@ -149,7 +157,7 @@ class FastIterator:
                 if worker >= self.tuning.decode_threads:  # parked by the autotuner
                     if self.read_done.is_set():
                         return
-                    self.stop.wait(0.02)
+                    self.stop.wait(0.05)
                     continue
                 try:
                     item = self.records.get(timeout=0.05)
@@ -254,6 +262,8 @@ class FastIterator:
         self.stats.batches += 1
         self.stats.stages["decode"].set_threads(self.tuning.decode_threads)
         self.tuning.observe(self._batch_len(batch), self.records.qsize() / max(1, self.records.maxsize))
+        if self.tuning.decode_threads > self._decoders:
+            self._start_decoders()
         self.plan.advance(self.sampler, self._batch_len(batch))
         return images, labels
 
