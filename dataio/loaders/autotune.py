@@ -108,17 +108,19 @@ class Tuner:
         self._todo: list[tuple[str, int]] | None = None  # (knob, direction) still to try; None: round not begun
         self._last_kept: tuple[str, int] | None = None
         self._drift = 0  # consecutive windows off the converged rate
+        self._paused = False
+        self._last: float | None = None  # clock at the latest observed batch
         self._window_start = clock()
         self._items = 0
         self._batches = 0
         self._settle_until = 0.0
 
     # -- measurement ------------------------------------------------------------------------------
-    def restart_window(self) -> None:
-        """Drops the window in progress (e.g. at an epoch boundary, where queues start empty)."""
-        self._window_start = self.clock() + self.config.settle_s
-        self._settle_until = self._window_start
-        self._items = self._batches = 0
+    def pause(self) -> None:
+        """Leaves out the time from the last batch to the first batch after this call (an epoch boundary:
+        the training loop's own work between epochs, and the refill of the emptied queues); the window in
+        progress continues, so windows may span epochs shorter than ``window_s``."""
+        self._paused = True
 
     def observe(self, items: int, hint: list[str] | None = None) -> None:
         """Records one delivered batch of ``items`` samples; may finish a window and move a knob.
@@ -128,6 +130,17 @@ class Tuner:
             hint: Knob names ordered by how likely they are the bottleneck (first = most likely).
         """
         now = self.clock()
+        if self._paused or self._last is None:
+            self._paused = False
+            if self._last is None:  # the very first batch: measuring starts now
+                self._window_start = max(self._window_start, now)
+            else:
+                gap = now - self._last
+                self._window_start += gap
+                self._settle_until += gap
+            self._last = now
+            return  # this batch waited for the (re)fill: not part of the steady rate
+        self._last = now
         if now < self._settle_until:
             return
         self._items += items

@@ -67,10 +67,10 @@ class PipelineTuning:
             self.ring.set_depth(value)
 
     def start_epoch(self, ring: Any) -> None:
-        """Binds the epoch's batch ring and starts a fresh measurement window (queues start empty)."""
+        """Binds the epoch's batch ring; the tuner leaves the epoch boundary out of its measurements."""
         self.ring = ring
         if self.tuner is not None:
-            self.tuner.restart_window()
+            self.tuner.pause()
 
     def observe(self, items: int, records_fill: float) -> None:
         """One batch handed out; ``records_fill`` is the records queue's fill (0..1), the bottleneck hint."""

@@ -95,6 +95,22 @@ def test_retunes_when_the_rate_changes_after_convergence() -> None:
     assert values["io_threads"] > before["io_threads"]
 
 
+def test_epoch_boundaries_are_left_out_of_the_measured_rate() -> None:
+    clock = FakeClock()
+    values = {"decode_threads": 1}
+    knob = Knob("decode_threads", 1, 1, 4, lambda v: values.__setitem__("decode_threads", v))
+    tuner = Tuner([knob], AutotuneConfig(window_s=1.0, settle_s=0.0), clock=clock)
+    for batch in range(400):  # 200 samples/s per thread, up to 2 threads; an epoch is 5 batches (0.4 s at best)
+        if batch % 5 == 0:
+            tuner.pause()
+            clock.now += 30.0  # validation between epochs, then the first batch waits for the queues to refill
+        clock.now += 16 / (200.0 * min(values["decode_threads"], 2))
+        tuner.observe(16)
+    rates = [d[k] for d in tuner.decisions if "knob" in d for k in ("rate_before", "rate_after")]
+    assert rates and all(190 <= r <= 410 for r in rates), rates  # the 30 s gaps would dilute them to ~3/s
+    assert values["decode_threads"] == 2 and tuner.phase == "converged"
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"window_s": -1}, {"min_batches": 0}, {"max_prefetch": 0}, {"max_decode_threads": 0}, {"memory_limit": 1.5}],
