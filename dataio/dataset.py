@@ -204,7 +204,8 @@ class ShardDataset(torch.utils.data.Dataset):
 
         import pyarrow.parquet as pq
 
-        return pq.read_table(io.BytesIO(self.store.read(self.manifest.index_path)))
+        # one thread: pyarrow's pool threads can abort the interpreter at exit (apache/arrow#34314)
+        return pq.read_table(io.BytesIO(self.store.read(self.manifest.index_path)), use_threads=False, pre_buffer=False)
 
     @property
     def labels(self) -> np.ndarray:

@@ -142,7 +142,7 @@ def label_from_list(
     if lp.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(lp).to_pylist()
+        rows = pq.read_table(lp, use_threads=False, pre_buffer=False).to_pylist()  # see ShardDataset.index_table
     else:
         with open(lp, newline="") as f:
             rows = list(csv.DictReader(f))
