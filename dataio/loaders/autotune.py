@@ -10,10 +10,10 @@ revert a value. One trial:
    in the records queue, IO concurrency when the queue runs dry), wait ``settle_s``, measure again;
 3. keep the step when the rate rose by more than ``min_gain`` over the window just before it, else revert it
    and try the other direction, then the next knob. Every trial is compared with a baseline measured right
-   before it (not with an old, possibly lucky, window), so noise of a shared machine causes a wrong step only
-   when it strikes between two adjacent windows. When no step helps, the tuner is *converged*; it starts
-   exploring again when the rate stays more than ``retune_change`` off the converged rate for three windows
-   in a row (e.g. the store slowed down).
+   before it (not with an old, possibly lucky, window), and a kept step must be confirmed by the window after
+   it, so the noise of a shared machine causes a wrong step only when it strikes two windows alike. When no
+   step helps, the tuner is *converged*; it starts exploring again when the rate stays more than
+   ``retune_change`` off the converged rate for three windows in a row (e.g. the store slowed down).
 
 Every decision lands in ``decisions`` and hence in ``loader.stats()["autotune"]``. Limits keep the tuner inside
 the machine: decode threads at most ``2 × cores`` (CPU), prefetch depth at most what ``memory_limit`` bytes of
@@ -108,6 +108,8 @@ class Tuner:
         self._todo: list[tuple[str, int]] | None = None  # (knob, direction) still to try; None: round not begun
         self._last_kept: tuple[str, int] | None = None
         self._drift = 0  # consecutive windows off the converged rate
+        self._confirm: tuple[str, int, int, float] | None = None  # a kept step awaiting its second window
+        self._settling = False
         self._paused = False
         self._last: float | None = None  # clock at the latest observed batch
         self._window_start = clock()
@@ -141,7 +143,11 @@ class Tuner:
             self._last = now
             return  # this batch waited for the (re)fill: not part of the steady rate
         self._last = now
-        if now < self._settle_until:
+        if self._settling:
+            if now < self._settle_until:
+                return
+            self._settling = False  # the window starts at the end of this batch: no batch counted in part
+            self._window_start, self._items, self._batches = now, 0, 0
             return
         self._items += items
         self._batches += 1
@@ -155,6 +161,8 @@ class Tuner:
     def _on_window(self, rate: float, hint: list[str]) -> None:
         if self._trial is not None:
             self._finish_trial(rate)  # the next window measures the baseline afresh, at the settings kept
+            return
+        if self._confirm is not None and self._unconfirmed(rate):
             return
         if self.phase == "converged":
             drifted = bool(self.baseline) and abs(rate / self.baseline - 1.0) > self.config.retune_change
@@ -181,8 +189,7 @@ class Tuner:
                 continue
             self._trial = (name, knob.value, direction)
             knob.set(new)
-            self._settle_until = self.clock() + self.config.settle_s
-            self._window_start = self._settle_until
+            self._settle()
             return
         self.phase = "converged"
         self.decisions.append({"event": "converged", "rate": self.baseline, **self.values()})
@@ -197,15 +204,47 @@ class Tuner:
             {"knob": name, "from": old, "to": knob.value, "rate_before": before, "rate_after": rate, "kept": kept}
         )
         if kept:
+            self._confirm = (name, old, direction, before)  # the next window must agree (noise guard)
             self._last_kept = (name, direction)
             # a step that helped: keep climbing this knob, then give every other knob another chance
             self._todo = [(name, direction)] + [(n, +1) for n in self.knobs if n != name]
         else:
             knob.set(old)
-            self._settle_until = self.clock() + self.config.settle_s
-            self._window_start = self._settle_until
+            self._settle()
             if direction > 0 and self._last_kept != (name, +1) and self._todo is not None:
                 self._todo.insert(0, (name, -1))  # going up did not help: maybe fewer is better
+
+    def _settle(self) -> None:
+        """A knob moved: ignore batches for ``settle_s``, then start a fresh window at a batch boundary."""
+        self._settle_until = self.clock() + self.config.settle_s
+        self._settling = True
+
+    def _unconfirmed(self, rate: float) -> bool:
+        """Second look at a kept step: the window after it (at the new setting) must also beat the rate before
+        the step by half the margin; otherwise the gain was a lucky window and the step is undone. True when
+        the step was undone (the next window measures the baseline again)."""
+        name, old, direction, before = self._confirm  # type: ignore[misc]
+        self._confirm = None
+        if rate > before * (1.0 + self.config.min_gain / 2):
+            return False
+        knob = self.knobs[name]
+        self.decisions.append(
+            {
+                "knob": name,
+                "from": knob.value,
+                "to": old,
+                "rate_before": before,
+                "rate_after": rate,
+                "kept": False,
+                "event": "unconfirmed",
+            }
+        )
+        knob.set(old)
+        self._last_kept = None
+        if self._todo is not None:
+            self._todo = [(n, d) for n, d in self._todo if (n, d) != (name, direction)]
+        self._settle()
+        return True
 
     # -- reporting --------------------------------------------------------------------------------
     def values(self) -> dict[str, int]:

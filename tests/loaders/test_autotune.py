@@ -111,6 +111,21 @@ def test_epoch_boundaries_are_left_out_of_the_measured_rate() -> None:
     assert values["decode_threads"] == 2 and tuner.phase == "converged"
 
 
+def test_a_lucky_window_does_not_keep_a_useless_step() -> None:
+    clock = FakeClock()
+    values = {"decode_threads": 1}
+    knob = Knob("decode_threads", 1, 1, 4, lambda v: values.__setitem__("decode_threads", v))
+    tuner = Tuner([knob], AutotuneConfig(window_s=1.0, settle_s=0.0), clock=clock)
+    while clock.now < 30.0:  # threads do not matter here; a burst of +30 % hits the first trial's window only
+        lucky = 1.3 if 1.0 <= clock.now < 2.1 else 1.0
+        clock.now += 10 / (300.0 * lucky)
+        tuner.observe(10)
+    trial = next(d for d in tuner.decisions if "knob" in d)
+    assert trial["kept"] and trial["to"] == 2  # the burst fooled the trial …
+    assert any(d.get("event") == "unconfirmed" for d in tuner.decisions)  # … not its second look
+    assert values["decode_threads"] == 1 and tuner.phase == "converged"
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"window_s": -1}, {"min_batches": 0}, {"max_prefetch": 0}, {"max_decode_threads": 0}, {"memory_limit": 1.5}],
