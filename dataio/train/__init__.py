@@ -7,8 +7,7 @@ Names load lazily, so the CLI's option parsing does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dataio._lazy import lazy_exports
 
 __all__ = ["AllreduceHook", "CommStats", "TrainConfig", "TrainReport", "register_allreduce", "train"]
 
@@ -22,14 +21,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dataio.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
