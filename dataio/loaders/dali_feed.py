@@ -20,7 +20,7 @@ import numpy as np
 from dataio.loaders.decode import read_header
 from dataio.loaders.epoch import EpochPlan
 from dataio.loaders.stats import StageStats
-from dataio.loaders.transforms import center_crop_box, horizontal_flip, random_resized_crop_params, sample_rng
+from dataio.loaders.transforms import sample_rng
 
 __all__ = ["END", "Failure", "FedBatch", "Feeder", "sample_window"]
 
@@ -46,16 +46,10 @@ class FedBatch:
 
 
 def sample_window(pipeline: Any, data: bytes, rng: np.random.Generator | None) -> tuple[np.ndarray, ...]:
-    """``(start_xy, end_xy, flip)`` of one sample: the crop window in source pixels and the mirror flag."""
-    header = read_header(data)
-    if pipeline.train:
-        top, left, h, w = random_resized_crop_params(header.height, header.width, pipeline.scale, pipeline.ratio, rng)
-        x0, y0, x1, y1, flip = left, top, left + w, top + h, horizontal_flip(rng)  # type: ignore[arg-type]
-    else:
-        box = center_crop_box(header.height, header.width, pipeline.size, pipeline.crop_ratio)
-        x0, y0 = round(box[0]), round(box[1])
-        x1, y1 = max(x0 + 1, round(box[2])), max(y0 + 1, round(box[3]))
-        flip = False
+    """``(start_xy, end_xy, flip)`` of one sample: ``pipeline.window`` as DALI's integer crop window."""
+    box, flip = pipeline.window(read_header(data), rng)
+    x0, y0 = round(box[0]), round(box[1])  # train boxes are whole pixels already; val's centre box may not be
+    x1, y1 = max(x0 + 1, round(box[2])), max(y0 + 1, round(box[3]))
     return np.array([x0, y0], np.int32), np.array([x1, y1], np.int32), np.array(int(flip), np.int32)
 
 

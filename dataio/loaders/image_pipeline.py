@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dataio.loaders.decode import decode_crop_resize, read_header
+from dataio.loaders.decode import ImageHeader, decode_crop_resize, read_header
 from dataio.loaders.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -136,17 +136,27 @@ class ImagePipeline:
         label = sample.get("label")
         label = -1 if label is None else int(label)
         header = read_header(data)
-        out = (self.size, self.size)
-        if self.train:
-            if rng is None:
-                raise ValueError("a train pipeline needs the sample's rng (dataio.loaders.sample_rng)")
-            top, left, h, w = random_resized_crop_params(header.height, header.width, self.scale, self.ratio, rng)
-            flip = horizontal_flip(rng)
-            image = decode_crop_resize(data, (left, top, left + w, top + h), out, flip, header=header)
-        else:
-            box = center_crop_box(header.height, header.width, self.size, self.crop_ratio)
-            image = decode_crop_resize(data, box, out, crop_first=False, header=header)
+        box, flip = self.window(header, rng)
+        image = decode_crop_resize(data, box, (self.size, self.size), flip, crop_first=self.train, header=header)
         return image, label
+
+    def window(
+        self, header: ImageHeader, rng: np.random.Generator | None = None
+    ) -> tuple[tuple[float, float, float, float], bool]:
+        """The transform's geometry for one image: the box ``(left, top, right, bottom)`` in source pixels that
+        becomes the ``size × size`` output, and whether it is mirrored. train: RandomResizedCrop's box (whole
+        pixels) and the flip, drawn from ``rng``; val: the centre crop of the resized image, in source pixels.
+        The CPU backend decodes with it, the DALI backend feeds it to DALI's ROI decoder.
+
+        Raises:
+            ValueError: A train pipeline without ``rng``.
+        """
+        if not self.train:
+            return center_crop_box(header.height, header.width, self.size, self.crop_ratio), False
+        if rng is None:
+            raise ValueError("a train pipeline needs the sample's rng (dataio.loaders.sample_rng)")
+        top, left, h, w = random_resized_crop_params(header.height, header.width, self.scale, self.ratio, rng)
+        return (left, top, left + w, top + h), horizontal_flip(rng)
 
     def collate_into(
         self,
