@@ -19,6 +19,7 @@ import numpy as np
 
 from dataio.loaders.decode import read_header
 from dataio.loaders.epoch import EpochPlan
+from dataio.loaders.handoff import put_until_stopped
 from dataio.loaders.stats import StageStats
 from dataio.loaders.transforms import sample_rng
 
@@ -87,13 +88,7 @@ class Feeder:
         self.thread.start()
 
     def _put(self, item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(self.queue, item, self.stop)
 
     def _run(self) -> None:
         plan, size = self.plan, self.plan.batch_size

@@ -27,6 +27,7 @@ import torch
 
 from dataio.loaders.device import DeviceFeeder
 from dataio.loaders.epoch import plan_epoch
+from dataio.loaders.handoff import put_until_stopped
 from dataio.loaders.ring import BatchRing, BufferPool
 from dataio.loaders.stats import PipelineStats
 from dataio.loaders.transforms import sample_rng
@@ -112,15 +113,6 @@ class FastIterator:
             self.done.notify_all()
         self.stop.set()
 
-    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def _read(self) -> None:
         """Reads records in order and hands them to the decode threads in chunks of consecutive positions
         inside one batch (fewer queue hand-offs and lock round trips per sample)."""
@@ -137,7 +129,7 @@ class FastIterator:
                 nbytes += len(record)
                 if len(chunk) == self.chunk or (pos + 1) % self.batch_size == 0 or pos + 1 == len(self.indices):
                     stage.add(len(chunk), nbytes, time.perf_counter() - t)
-                    if not self._put(self.records, (start, chunk)):
+                    if not put_until_stopped(self.records, (start, chunk), self.stop):
                         return
                     self.stats.sample_queue("records", self.records.qsize(), self.records.maxsize)
                     chunk, nbytes = [], 0
@@ -234,7 +226,7 @@ class FastIterator:
                 sent = self.feeder.copy(images, labels)
                 sent.event.synchronize()  # the pinned buffer may be refilled only once the copy has finished
                 self.ring.release(batch)
-                if not self._put(self.out, sent):
+                if not put_until_stopped(self.out, sent, self.stop):
                     return
         except BaseException as exc:
             self._fail(exc)
