@@ -110,17 +110,17 @@ class DaliIterator:
         self.inflight: collections.deque[FedBatch] = collections.deque()
         self.error: BaseException | None = None
         self.finished = False
-        self.delivered = 0
-        self.lease = self.state.acquire(loader, self.gpu)
+        self._start(0)
+
+    def _start(self, batch: int) -> None:
+        """Takes a pipeline (an idle one, or a new build) and feeds it from ``batch`` on."""
+        self.lease = self.state.acquire(self.loader, self.gpu)
         self.lease.current = self
         self.pipe = self.lease.pipe
-        self.feeder = self._start_feeder(0)
-        self._finalizer = weakref.finalize(self, _close, self.lease, self.feeder)
-
-    def _start_feeder(self, batch: int) -> Feeder:
         depth = int(self.loader.prefetch_factor or 2)
         stage = self.stats.stages["read"]
-        return Feeder(self.ds, self.pipeline, self.plan, batch, self.bad, self._on_bad, stage, depth)
+        self.feeder = Feeder(self.ds, self.pipeline, self.plan, batch, self.bad, self._on_bad, stage, depth)
+        self._finalizer = weakref.finalize(self, _close, self.lease, self.feeder)
 
     def _on_bad(self, pos: int, key: Any, exc: BaseException) -> bool:
         if self.loader.on_error == "skip":
@@ -174,7 +174,6 @@ class DaliIterator:
         self.stats.stages["decode"].add(len(fed.positions), 0, max(0.0, elapsed - starved))
         self.stats.consumer_wait += elapsed
         self.stats.batches += 1
-        self.delivered += 1
         self.plan.advance(self.loader.sampler, fed.covers)
         return out_images, out_labels
 
@@ -206,11 +205,7 @@ class DaliIterator:
         """Drops the pipeline (with its prefetched batches) and feeds a fresh one from ``batch``."""
         self._finalizer()
         self.inflight.clear()
-        self.lease = self.state.acquire(self.loader, self.gpu)
-        self.lease.current = self
-        self.pipe = self.lease.pipe
-        self.feeder = self._start_feeder(batch)
-        self._finalizer = weakref.finalize(self, _close, self.lease, self.feeder)
+        self._start(batch)
 
     def _to_torch(self, images: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
         from nvidia.dali.plugin.pytorch import feed_ndarray

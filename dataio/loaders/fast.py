@@ -233,7 +233,7 @@ class FastIterator:
 
     # -- consumer -------------------------------------------------------------------------------
     def _batch_len(self, batch: int) -> int:
-        return min(self.batch_size, len(self.indices) - batch * self.batch_size)
+        return self.plan.batch_len(batch)
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         batch = self.next_batch

@@ -94,7 +94,7 @@ class BatchRing:
         """Waits until ``batch`` may use its slot; returns the slot (None if stopping)."""
         slot = batch % self.n
         with self.cond:
-            while batch - min(self.depth, self.n) > self.released and not stop.is_set():
+            while batch - self.depth > self.released and not stop.is_set():  # depth <= n: its slot is free
                 self.cond.wait(0.1)
             if stop.is_set():
                 return None
