@@ -184,9 +184,9 @@ class ShardDataset(torch.utils.data.Dataset):
             set_order([self.manifest.shards[s].path for s in order])
         self._load_indexes(dict.fromkeys(order))
 
-    def decode(self, record: bytes | memoryview) -> dict[str, Any]:
-        """Record bytes → ``{field: value}``."""
-        return self.manifest.schema.decode(record)
+    def decode(self, record: bytes | memoryview, *, views: bool = False) -> dict[str, Any]:
+        """Record bytes → ``{field: value}`` (``views=True``: bytes fields as zero-copy memoryviews)."""
+        return self.manifest.schema.decode(record, views=views)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.decode(self.read_record(index))

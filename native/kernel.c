@@ -9,6 +9,8 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -346,6 +348,89 @@ static PyTypeObject KernelType = {
     .tp_getset = Kernel_getset,
 };
 
+/* --- decode_into: one image on the calling thread ---------------------------------------------------------------- */
+
+/* Decoder contexts kept for single-image calls from any thread (a context is not shareable between threads). */
+#define CTX_CACHE 64
+static DecodeCtx *ctx_cache[CTX_CACHE];
+static int ctx_cached;
+static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static DecodeCtx *ctx_take(void) {
+    DecodeCtx *ctx = NULL;
+    pthread_mutex_lock(&ctx_mu);
+    if (ctx_cached > 0) ctx = ctx_cache[--ctx_cached];
+    pthread_mutex_unlock(&ctx_mu);
+    return ctx != NULL ? ctx : dw_ctx_new();
+}
+
+static void ctx_give(DecodeCtx *ctx) {
+    pthread_mutex_lock(&ctx_mu);
+    if (ctx_cached < CTX_CACHE) {
+        ctx_cache[ctx_cached++] = ctx;
+        ctx = NULL;
+    }
+    pthread_mutex_unlock(&ctx_mu);
+    dw_ctx_free(ctx);
+}
+
+static PyObject *decode_into(PyObject *module, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"data", "box", "flip", "out", "crop_first", "scale", "shift", NULL};
+    Py_buffer data_v, out_v;
+    double box[4];
+    int flip, crop_first;
+    PyObject *out, *scale = NULL, *shift = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*(dddd)pOp|OO", kwlist, &data_v, &box[0], &box[1], &box[2],
+                                     &box[3], &flip, &out, &crop_first, &scale, &shift))
+        return NULL;
+    PyObject *result = NULL;
+    if (get_array(out, &out_v, "out", "Bf", 3, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&data_v);
+        return NULL;
+    }
+    DwTask task;
+    memset(&task, 0, sizeof(task));
+    const char *f = out_v.format;
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+    if (out_v.readonly || out_v.shape[0] != 3 || out_v.shape[1] < 1 || out_v.shape[2] < 1 || out_v.shape[1] > 65535 ||
+        out_v.shape[2] > 65535) {
+        PyErr_SetString(PyExc_ValueError, "out must be a writable (3, H, W) array with 1 <= H, W <= 65535");
+        goto finally;
+    }
+    task.out_h = (int)out_v.shape[1];
+    task.out_w = (int)out_v.shape[2];
+    task.flip = flip;
+    task.crop_first = crop_first;
+    memcpy(task.box, box, sizeof(box));
+    if (f[0] == 'f') {
+        if (scale == NULL || shift == NULL) {
+            PyErr_SetString(PyExc_ValueError, "a float32 out needs scale and shift (three numbers each)");
+            goto finally;
+        }
+        if (get_triple(scale, task.scale, "scale") < 0 || get_triple(shift, task.shift, "shift") < 0) goto finally;
+        task.out_f32 = out_v.buf;
+    } else {
+        task.out_u8 = out_v.buf;
+    }
+    char msg[DW_MSG_LEN];
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    DecodeCtx *ctx = ctx_take();
+    if (ctx == NULL) {
+        status = DW_ERR_NOMEM;
+        snprintf(msg, sizeof(msg), "out of memory for a decoder");
+    } else {
+        status = dw_process(ctx, data_v.buf, (size_t)data_v.len, &task, msg);
+        ctx_give(ctx);
+    }
+    Py_END_ALLOW_THREADS
+    result = status == DW_OK ? Py_NewRef(Py_None) : Py_BuildValue("(is)", status, msg);
+finally:
+    PyBuffer_Release(&out_v);
+    PyBuffer_Release(&data_v);
+    return result;
+}
+
 /* --- jpeg_headers ----------------------------------------------------------------------------------------------- */
 
 static PyObject *jpeg_headers(PyObject *module, PyObject *args) {
@@ -396,6 +481,9 @@ finally:
 }
 
 static PyMethodDef module_functions[] = {
+    {"decode_into", (PyCFunction)(void (*)(void))decode_into, METH_VARARGS | METH_KEYWORDS,
+     "decode_into(data, box, flip, out, crop_first, scale=None, shift=None) -> None | (status, message)\n\n"
+     "One image as ImageKernel.run does it, on the calling thread with the GIL released; out is (3, H, W)."},
     {"crop_windows", (PyCFunction)(void (*)(void))dataio_crop_windows, METH_VARARGS | METH_KEYWORDS,
      "crop_windows(sizes, indices, seed, epoch, train, size, scale, ratio, crop_ratio, boxes, flips)\n\n"
      "For sample i of size sizes[i] = (width, height) and dataset index indices[i]: boxes[i] and flips[i] exactly\n"

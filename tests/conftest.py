@@ -35,3 +35,19 @@ def packed_copy(packed: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "ds"
     shutil.copytree(packed, dst)
     return dst
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-native",
+        action="store_true",
+        help="run as if dataio._native were not built: every pipeline takes the pure-Python path",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--no-native"):
+        from dataio.loaders import native
+
+        native.AVAILABLE = False
+        native._IMPORT_ERROR = ImportError("disabled by pytest --no-native")

@@ -171,8 +171,13 @@ class Schema:
         """Encodes one sample (a mapping with exactly the schema's field names) into record bytes."""
         return b"".join(self.encode_parts(sample))
 
-    def decode(self, record: bytes | memoryview) -> dict[str, Any]:
+    def decode(self, record: bytes | memoryview, *, views: bool = False) -> dict[str, Any]:
         """Decodes record bytes into a ``{name: value}`` dict.
+
+        Args:
+            record: One record's bytes.
+            views: Uncompressed ``bytes`` fields as zero-copy memoryviews of ``record`` instead of copies (the
+                fast path hands image payloads to the native decoder this way).
 
         Raises:
             FormatError: if the record's lengths do not add up or a payload is invalid.
@@ -187,7 +192,8 @@ class Schema:
         out: dict[str, Any] = {}
         pos = 4 * nf
         for f, n in zip(self.fields, lengths, strict=True):
-            out[f.name] = f.decode(view[pos : pos + n])
+            payload = view[pos : pos + n]
+            out[f.name] = payload if views and f.type == "bytes" and f.compression is None else f.decode(payload)
             pos += n
         return out
 

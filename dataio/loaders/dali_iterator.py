@@ -34,15 +34,16 @@ __all__ = ["DaliIterator", "DaliState"]
 
 
 class _Lease:
-    """One built DALI pipeline and the iterator its ``external_source`` callback feeds from right now."""
+    """One built DALI pipeline and the iterator its ``external_source`` callback feeds from right now (held
+    weakly: the pipeline must not keep an abandoned iterator, and with it its feeder thread, alive)."""
 
     def __init__(self) -> None:
         self.pipe: Any = None
-        self.current: DaliIterator | None = None
+        self.current: weakref.ref[DaliIterator] | None = None
 
     def source(self) -> tuple[list[Any], ...]:
         """DALI's ``external_source`` callback (runs in DALI's thread, once per batch, in order)."""
-        current = self.current
+        current = self.current() if self.current is not None else None
         if current is None:
             raise StopIteration
         return current.source()
@@ -96,12 +97,8 @@ class DaliIterator:
                 raise RuntimeError(f"device={loader.device!r} needs a GPU DALI pipeline, but CUDA is not available")
         if hasattr(loader.sampler, "shard_order"):
             self.ds.prefetch(loader.sampler.shard_order(self.plan.indices))
-        if loader._dataio_dali is None:
-            loader._dataio_dali = DaliState()
-        self.state: DaliState = loader._dataio_dali
-        if loader._dataio_stats is None:
-            loader._dataio_stats = PipelineStats([("read", 1), ("decode", 1)])
-        self.stats: PipelineStats = loader._dataio_stats
+        self.state: DaliState = loader.runtime.dali
+        self.stats: PipelineStats = loader.runtime.stats_for([("read", 1), ("decode", 1)])
         self.stats.extra.update(backend=f"dali-{self.pipeline.dali_device}", device=str(self.device))
         self.stats.extra.setdefault("source_wait_s", 0.0)
         self.stats.autotune = lambda: {"enabled": False, "reason": "DALI's executor owns the decode threads"}
@@ -115,18 +112,13 @@ class DaliIterator:
     def _start(self, batch: int) -> None:
         """Takes a pipeline (an idle one, or a new build) and feeds it from ``batch`` on."""
         self.lease = self.state.acquire(self.loader, self.gpu)
-        self.lease.current = self
+        self.lease.current = weakref.ref(self)
         self.pipe = self.lease.pipe
         depth = int(self.loader.prefetch_factor or 2)
         stage = self.stats.stages["read"]
-        self.feeder = Feeder(self.ds, self.pipeline, self.plan, batch, self.bad, self._on_bad, stage, depth)
+        on_bad = _bad_sample_handler(self.loader.on_error, self.stats, self.plan)  # no reference to self
+        self.feeder = Feeder(self.ds, self.pipeline, self.plan, batch, self.bad, on_bad, stage, depth)
         self._finalizer = weakref.finalize(self, _close, self.lease, self.feeder)
-
-    def _on_bad(self, pos: int, key: Any, exc: BaseException) -> bool:
-        if self.loader.on_error == "skip":
-            self.stats.skipped += 1
-            return True
-        raise SampleError(f"sample {int(self.plan.indices[pos])} (key {key!r}): {exc}") from exc
 
     # -- DALI's side ------------------------------------------------------------------------------
     def source(self) -> tuple[list[Any], ...]:
@@ -152,7 +144,7 @@ class DaliIterator:
 
     # -- consumer ---------------------------------------------------------------------------------
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.finished:
+        if self.finished:  # ended, failed or closed: iteration is over
             raise StopIteration
         t = time.perf_counter()
         wait0 = self.stats.extra["source_wait_s"]
@@ -241,6 +233,18 @@ class DaliIterator:
         """Stops the feeder; an unfinished epoch discards the pipeline. Idempotent."""
         self.finished = True
         self._finalizer()
+
+
+def _bad_sample_handler(on_error: str, stats: PipelineStats, plan: Any) -> Any:
+    """The feeder's callback for a sample whose header cannot be read: skip it (counted) or raise naming it."""
+
+    def on_bad(pos: int, key: Any, exc: BaseException) -> bool:
+        if on_error == "skip":
+            stats.skipped += 1
+            return True
+        raise SampleError(f"sample {int(plan.indices[pos])} (key {key!r}): {exc}") from exc
+
+    return on_bad
 
 
 def _close(lease: _Lease, feeder: Feeder) -> None:

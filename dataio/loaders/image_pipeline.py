@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dataio.loaders import native
 from dataio.loaders.decode import ImageHeader, decode_crop_resize, read_header
 from dataio.loaders.transforms import (
     IMAGENET_MEAN,
@@ -35,11 +36,13 @@ from dataio.loaders.transforms import (
     check_scale,
     horizontal_flip,
     random_resized_crop_params,
+    sample_rng,
 )
 
 __all__ = ["BACKENDS", "ImagePipeline"]
 
 BACKENDS = ("cpu", "dali")
+Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class ImagePipeline:
         mean: Per-channel RGB mean on the 0..1 scale.
         std: Per-channel RGB standard deviation on the 0..1 scale.
         device: Where the loader should normalise batches (``None``: where they are, e.g. the CPU).
+        native: The CPU backend's implementation: ``True`` the native kernel (``dataio._native``: libjpeg-turbo
+            crop-window decode, resize, flip and normalise in C threads, one GIL release per batch), ``False``
+            the Python path (simplejpeg + torch/Pillow resize), ``None`` (default) native when it is built, else
+            Python with a one-time warning naming the fix. Both give the same crops; pixels agree within ±2 of
+            255 (mean absolute difference < 0.01). Stored resolved.
 
     Raises:
         ValueError: An invalid argument (checked here, not in the worker threads).
@@ -78,6 +86,7 @@ class ImagePipeline:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     device: torch.device | str | None = None
+    native: bool | None = None
     _constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -102,6 +111,7 @@ class ImagePipeline:
             "mean": mean,
             "std": std,
             "device": None if self.device is None else _device(self.device),
+            "native": _resolve_native(self.native),
         }
         for name, value in resolved.items():
             object.__setattr__(self, name, value)
@@ -137,8 +147,44 @@ class ImagePipeline:
         label = -1 if label is None else int(label)
         header = read_header(data)
         box, flip = self.window(header, rng)
-        image = decode_crop_resize(data, box, (self.size, self.size), flip, crop_first=self.train, header=header)
-        return image, label
+        if self.native and header.turbo:
+            out = np.empty(self.out_shape, dtype=np.uint8)
+            if native.require().decode_into(data, box, flip, out, self.train) is None:
+                return out.transpose(1, 2, 0), label
+            # anything the kernel leaves (libjpeg warnings, CMYK, ...) is decoded the Python way below
+        return self.process_python(data, header, box, flip), label
+
+    def process_python(self, data: Any, header: ImageHeader, box: Box, flip: bool) -> np.ndarray:
+        """The Python path of one image (the fallback of the native kernel): ``(size, size, 3)`` uint8 view.
+
+        Raises:
+            DecodeError: The image cannot be decoded.
+        """
+        return decode_crop_resize(data, box, (self.size, self.size), flip, crop_first=self.train, header=header)
+
+    def windows(
+        self, sizes: np.ndarray, indices: np.ndarray, seed: int, epoch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`window` for a batch: ``sizes`` ``(n, 2)`` int64 (width, height), dataset ``indices``; the boxes
+        ``(n, 4)`` float64 and flips ``(n,)`` uint8 exactly as ``window(header, sample_rng(seed, epoch, index))``
+        gives them (natively in one call when the extension is built: ~0.2 µs instead of ~60 µs a sample).
+        """
+        n = len(indices)
+        boxes, flips = np.empty((n, 4), dtype=np.float64), np.zeros(n, dtype=np.uint8)
+        sizes = np.ascontiguousarray(sizes, dtype=np.int64).reshape(n, 2)
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        if self.native and 0 <= seed < 2**64 and 0 <= epoch < 2**64:
+            native.require().crop_windows(
+                sizes, indices, seed, epoch, self.train, self.size, self.scale, self.ratio, self.crop_ratio,
+                boxes, flips,
+            )
+            return boxes, flips
+        for i in range(n):
+            header = ImageHeader(int(sizes[i, 0]), int(sizes[i, 1]), True)
+            rng = sample_rng(seed, epoch, int(indices[i])) if self.train else None
+            box, flip = self.window(header, rng)
+            boxes[i], flips[i] = box, flip
+        return boxes, flips
 
     def window(
         self, header: ImageHeader, rng: np.random.Generator | None = None
@@ -241,6 +287,17 @@ def _resolve_backend(backend: str) -> str:
     if backend == "auto":
         return "dali" if torch.cuda.is_available() and dali_available() else "cpu"
     return backend
+
+
+def _resolve_native(value: bool | None) -> bool:
+    if value is None:
+        native.warn_missing()
+        return native.AVAILABLE
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"native must be True, False or None, got {value!r}")
+    if value:
+        native.require()
+    return bool(value)
 
 
 def _device(device: torch.device | str) -> torch.device:

@@ -25,6 +25,7 @@ from typing import Any
 import torch.utils.data
 
 from dataio.loaders.autotune import AutotuneConfig
+from dataio.loaders.runtime import LoaderRuntime
 from dataio.loaders.threaded import ThreadedMapIterator
 
 __all__ = ["DataLoader"]
@@ -87,16 +88,13 @@ class DataLoader(torch.utils.data.DataLoader):
         if not isinstance(autotune, (bool, AutotuneConfig)):
             raise ValueError(f"autotune must be True, False or an AutotuneConfig, got {autotune!r}")
         self.autotune_config = AutotuneConfig() if autotune is True else (autotune or None)
-        self._dataio_tuning: Any = None
-        self._dataio_dali: Any = None
-        self._dataio_buffers: Any = None
+        self._runtime = LoaderRuntime()
         self.pipeline = pipeline
         self.device = device
         self.shuffle_mode = shuffle_mode
         self.seed = seed
         self.on_error = on_error
         self.progress = progress
-        self._dataio_stats: Any = None
         if shuffle_mode is not None or pipeline is not None:
             if not hasattr(dataset, "shard_sizes"):
                 raise TypeError("pipeline= and shuffle_mode= need a dataio ShardDataset (dataio.open_dataset)")
@@ -158,7 +156,8 @@ class DataLoader(torch.utils.data.DataLoader):
     def stats(self) -> dict[str, Any]:
         """Per-stage throughput, busy %, queue occupancy, consumer wait and a one-line verdict (fast path),
         plus the reader's request/byte/retry counters and the cache's hits and misses when present."""
-        out: dict[str, Any] = self._dataio_stats.summary() if self._dataio_stats is not None else {}
+        stats = self._runtime.stats
+        out: dict[str, Any] = stats.summary() if stats is not None else {}
         reader = getattr(self.dataset, "_reader", None)
         if reader is not None:
             out["io"] = reader.stats()
@@ -166,6 +165,11 @@ class DataLoader(torch.utils.data.DataLoader):
         if callable(cache_stats):
             out["cache"] = cache_stats()
         return out
+
+    @property
+    def runtime(self) -> LoaderRuntime:
+        """What this loader keeps across epochs: tuning, batch buffers, stats, the native kernel, DALI pipelines."""
+        return self._runtime
 
     def check_worker_number_rationality(self) -> None:
         """torch warns when worker *processes* outnumber the cores; threads that mostly wait on IO and on

@@ -39,6 +39,7 @@ class PipelineTuning:
     ) -> None:
         self.config = config
         self.reader = reader
+        self.batch_bytes = batch_bytes
         self.decode_threads = workers
         self.prefetch = prefetch
         self.ring: Any = None
@@ -57,6 +58,11 @@ class PipelineTuning:
             hi = min(config.max_io_threads or reader.max_threads, reader.max_threads)
             knobs.append(Knob("io_threads", reader.threads, 1, max(hi, reader.threads), reader.set_threads, True))
         self.tuner = Tuner(knobs, config)
+
+    def fixed_copy(self) -> PipelineTuning:
+        """The current settings, fixed (no tuner, no reader knob): for an iterator that runs while another one
+        holds the loader's tuning."""
+        return PipelineTuning(self.decode_threads, self.prefetch, self.batch_bytes, None, None)
 
     def _set_decode(self, value: int) -> None:
         self.decode_threads = value

@@ -124,7 +124,7 @@ def test_stats_report_every_stage_and_a_verdict(packed: Path) -> None:
     assert stats["stages"]["read"]["bytes"] > 0 and 0 <= stats["stages"]["decode"]["busy_pct"] <= 100
     assert stats["batches"] == len(loader) and stats["io"]["requests"] >= len(ds)
     assert stats["verdict"].split(":")[0] in ("io-bound", "decode-bound", "consumer-bound")
-    assert stats["backend"] == "cpu" and stats["device"] == "cpu"
+    assert stats["backend"] == ("cpu-native" if loader.pipeline.native else "cpu-python") and stats["device"] == "cpu"
 
 
 def test_memory_stays_flat_over_many_epochs(packed: Path) -> None:
@@ -215,7 +215,7 @@ def test_batch_buffers_are_reused_only_once_the_user_lets_go(packed: Path) -> No
     assert all(torch.equal(images, copy) for images, copy in held[:-1])
     held.clear()
     del _batch
-    pool = loader._dataio_buffers
+    pool = loader.runtime.buffers
     allocated = pool.allocated
     for _ in range(3):  # batches dropped as they come: the pool's buffers serve every later epoch
         for images, _ in loader:
