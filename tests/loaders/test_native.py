@@ -249,7 +249,8 @@ def test_concurrent_callers_get_the_same_pixels(photos: list[bytes]) -> None:
 def test_a_forked_child_starts_its_own_threads(photos: list[bytes]) -> None:
     k = native.require().ImageKernel(2)
     out = np.zeros((1, 3, 16, 16), np.uint8)
-    args = ([photos[0]], np.array([[0, 0, 50, 50]], np.float64), np.zeros(1, np.uint8), out, np.zeros(1, np.int64), True)
+    box = np.array([[0, 0, 50, 50]], np.float64)
+    args = ([photos[0]], box, np.zeros(1, np.uint8), out, np.zeros(1, np.int64), True)
     assert k.run(*args) == [None]
     pid = os.fork()
     if pid == 0:  # the child: the parent's threads do not exist here
