@@ -20,6 +20,7 @@
 
 #include <math.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,10 +348,21 @@ __attribute__((target("avx2"))) static void resample_h_avx2(const uint8_t *win, 
 }
 #endif
 
+static atomic_int simd_mode = -1; /* -1: use AVX2 when the CPU has it; 0: portable code only (tests) */
+
+int dw_simd(int mode) {
+    if (mode == 0 || mode == -1) atomic_store(&simd_mode, mode);
+#if defined(__x86_64__) && defined(__GNUC__)
+    return atomic_load(&simd_mode) != 0 && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
 static void resample_h(const uint8_t *win, size_t stride, int rows, int src_x0, const Coeffs *c, int out_w, int flip,
                        uint8_t *tmp) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2")) {
+    if (dw_simd(1)) {
         resample_h_avx2(win, stride, rows, src_x0, c, out_w, flip, tmp);
         return;
     }
@@ -436,7 +448,7 @@ __attribute__((target("avx2"))) static void resample_v_avx2(const uint8_t *tmp, 
 
 static void resample_v(const uint8_t *tmp, int rows, int tmp_y0, const Coeffs *c, const DwTask *task, int32_t *acc) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2")) {
+    if (dw_simd(1)) {
         resample_v_avx2(tmp, rows, tmp_y0, c, task, acc);
         return;
     }

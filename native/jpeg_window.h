@@ -46,6 +46,10 @@ int dw_process(DecodeCtx *ctx, const uint8_t *data, size_t len, const DwTask *ta
 /* Header only: width, height and libjpeg's colour space (J_COLOR_SPACE value). Returns a DW_* status. */
 int dw_header(DecodeCtx *ctx, const uint8_t *data, size_t len, int *width, int *height, int *colorspace, char *msg);
 
+/* Vector code: mode 0 turns AVX2 off (portable C only), -1 back to automatic, anything else only asks. Returns
+ * whether AVX2 code runs. */
+int dw_simd(int mode);
+
 /* The DCT downscale (8, 4, 2 or 1) leaving >= out_w x out_h pixels across a box_w x box_h box. */
 int dw_dct_factor(double box_w, double box_h, int out_w, int out_h);
 

@@ -480,7 +480,17 @@ finally:
     return result;
 }
 
+static PyObject *simd(PyObject *module, PyObject *args) {
+    PyObject *enabled = Py_None;
+    if (!PyArg_ParseTuple(args, "|O", &enabled)) return NULL;
+    int mode = enabled == Py_None ? 1 : PyObject_IsTrue(enabled) ? -1 : 0;
+    return PyBool_FromLong(dw_simd(mode));
+}
+
 static PyMethodDef module_functions[] = {
+    {"simd", simd, METH_VARARGS,
+     "simd(enabled=None) -> bool: whether the AVX2 resize runs; simd(False) forces the portable C code (for tests),\n"
+     "simd(True) returns to automatic. Both give identical pixels."},
     {"decode_into", (PyCFunction)(void (*)(void))decode_into, METH_VARARGS | METH_KEYWORDS,
      "decode_into(data, box, flip, out, crop_first, scale=None, shift=None) -> None | (status, message)\n\n"
      "One image as ImageKernel.run does it, on the calling thread with the GIL released; out is (3, H, W)."},

@@ -310,3 +310,23 @@ def test_fuzzed_jpegs_never_crash_the_process(variants: dict[str, bytes], data: 
     m.jpeg_headers([blob], hdr)
     single = m.decode_into(blob, tuple(box), True, np.zeros((3, 12, 12), np.uint8), False)
     assert single is None or single[0] in (1, 2, 3, 4, 5)
+
+
+def test_avx2_and_portable_resize_are_bit_identical(photos: list[bytes]) -> None:
+    m = native.require()
+    pipe = dataio.ImagePipeline(train=True, size=57)
+    n = len(photos)
+    boxes, flips = pipe.windows(native.jpeg_headers(photos)[:, :2], np.arange(n), 1, 2)
+    k = m.ImageKernel(2)
+    outs = []
+    try:
+        for enabled in (True, False):
+            m.simd(enabled)
+            for dtype in (np.uint8, np.float32):
+                out = np.zeros((n, 3, 57, 57), dtype)
+                assert k.run(photos, boxes, flips, out, np.arange(n), True, [0.5, 1, 2], [0, -1, 1]) == [None] * n
+                outs.append(out)
+    finally:
+        m.simd(True)
+        k.close()
+    assert np.array_equal(outs[0], outs[2]) and np.array_equal(outs[1], outs[3])
