@@ -60,8 +60,8 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
 def photo_set(images: int, classes: int, seed: int = 0) -> Path:
     """A cached ImageFolder of ImageNet-shaped JPEGs under benchmarks/work/: 400-500 × 250-470 px (some portrait),
     ~60-110 KB each (median ~75 KB), cut at full resolution from the photos bundled with scikit-image, with
-    sensor-like noise (σ 7-10) and JPEG qualities 92-96 — the texture a decoder meets in ImageNet (``dataio synth``'s smooth ~40 KB images flatter
-    it). Deterministic in ``(images, classes, seed)``."""
+    sensor-like noise (σ 7-10) and JPEG qualities 92-96: the texture a decoder meets in ImageNet (``dataio
+    synth``'s smooth ~40 KB images flatter it). Deterministic in ``(images, classes, seed)``."""
     import io
 
     import numpy as np
