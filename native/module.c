@@ -5,7 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "kernel.h"
+#include "ring.h"
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT,
@@ -18,7 +18,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void) {
     PyObject *m = PyModule_Create(&native_module);
     if (m == NULL) return NULL;
-    if (dataio_kernel_register(m) < 0) {
+    if (dataio_ring_register(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }
