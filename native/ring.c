@@ -285,8 +285,9 @@ static void ring_futex_wake(atomic_uint *word, int n) {
  * `waiters` with an RMW after changing the ring. Both RMWs are seq_cst (acquire + release) and RMWs on one
  * object are totally ordered, each reading the one before it:
  *   - ours comes second: it reads the waiter's increment, so we wake;
- *   - the waiter's comes second: it reads from ours (release -> acquire), so our ring change happens-before its
- *     re-check, which sees it and does not sleep.
+ *   - the waiter's comes second: it reads from ours (release -> acquire; RMWs in between, such as another
+ *     waiter's decrement, continue our release sequence), so our ring change happens-before its re-check,
+ *     which sees it and does not sleep.
  * (An RMW rather than a fence + load: the same cost on x86, and ThreadSanitizer understands it.) */
 static void ring_notify(ring_event *ev) {
     if (atomic_fetch_add_explicit(&ev->waiters, 0, memory_order_seq_cst) == 0) return;

@@ -11,8 +11,9 @@ else a :class:`PyRing` with the same API and exceptions:
 - ``closed``, ``capacity`` (mpmc: rounded up to a power of two ≥ 2; spsc: as asked), ``kind``, ``len()``
   (approximate while other threads use the ring).
 
-``kind="spsc"`` allows one putting and one getting thread at a time (the native ring refuses a second
-concurrent one with RuntimeError); ``"mpmc"`` any number. Timeouts are seconds (None: wait forever).
+``kind="spsc"`` allows one putting and one getting thread at a time: a put (get) that starts while another
+thread's put (get) is still waiting raises RuntimeError in both implementations; ``"mpmc"`` allows any number.
+Timeouts are seconds (None: wait forever).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 try:
@@ -95,6 +98,7 @@ class PyRing:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._closed = False
+        self._busy = {"put": False, "get": False}  # spsc: a put / get is running (waiting) now
 
     @property
     def capacity(self) -> int:
@@ -117,7 +121,7 @@ class PyRing:
     def put(self, item: Any, timeout: float | None = None) -> bool:
         """Puts ``item``, waiting while full: True when stored, False when ``timeout`` passed first."""
         deadline = _deadline(timeout)
-        with self._not_full:
+        with self._not_full, self._side("put"):
             while True:
                 if self._closed:
                     raise RingClosed("put on a closed Ring")
@@ -131,7 +135,7 @@ class PyRing:
     def get(self, timeout: float | None = None) -> Any:
         """The oldest item, waiting while empty; TimeoutError when ``timeout`` passed first."""
         deadline = _deadline(timeout)
-        with self._not_empty:
+        with self._not_empty, self._side("get"):
             while True:
                 if self._items:
                     item = self._items.popleft()
@@ -159,6 +163,23 @@ class PyRing:
             self._closed = True
             self._not_empty.notify_all()
             self._not_full.notify_all()
+
+    @contextmanager
+    def _side(self, side: str) -> Iterator[None]:
+        """spsc: marks ``side`` busy for the call (lock held), refusing a concurrent second thread."""
+        if self._kind == "mpmc":
+            yield
+            return
+        if self._busy[side]:
+            raise RuntimeError(
+                f"spsc Ring: two threads {side} at the same time (one {'producer' if side == 'put' else 'consumer'} "
+                "at a time; use kind='mpmc')"
+            )
+        self._busy[side] = True
+        try:
+            yield
+        finally:
+            self._busy[side] = False
 
     @staticmethod
     def _wait(cond: threading.Condition, deadline: float | None) -> bool:
