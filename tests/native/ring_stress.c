@@ -5,9 +5,10 @@
  *   gcc -std=gnu11 -O2 -g -pthread tests/native/ring_stress.c -o /tmp/ring_stress && /tmp/ring_stress
  *   gcc -std=gnu11 -O1 -g -pthread -fsanitize=thread tests/native/ring_stress.c -o /tmp/ring_tsan && /tmp/ring_tsan
  *
- * (ThreadSanitizer cannot watch the Python extension itself: CPython is not built with it, so every object
- * the interpreter shares between threads would be reported. This harness runs the same core code under it.)
- * tests/native/test_ring_core.py builds and runs it from pytest when a compiler is there.
+ * Through Python every non-blocking attempt holds the GIL, so the core's concurrent paths only run when calls
+ * wait; here nothing serialises them. (The extension itself also runs under ThreadSanitizer inside a plain
+ * CPython, see docs/loader.md; the interpreter's own accesses are not watched there.)
+ * tests/native/test_ring_core.py builds and runs this harness from pytest when a compiler is there.
  */
 #define DATAIO_RING_CORE_ONLY
 #include "../../native/ring.c"
