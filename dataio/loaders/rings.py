@@ -22,8 +22,6 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 try:
@@ -98,6 +96,7 @@ class PyRing:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._closed = False
+        self._spsc = self._kind == "spsc"
         self._busy = {"put": False, "get": False}  # spsc: a put / get is running (waiting) now
 
     @property
@@ -121,30 +120,38 @@ class PyRing:
     def put(self, item: Any, timeout: float | None = None) -> bool:
         """Puts ``item``, waiting while full: True when stored, False when ``timeout`` passed first."""
         deadline = _deadline(timeout)
-        with self._not_full, self._side("put"):
-            while True:
-                if self._closed:
-                    raise RingClosed("put on a closed Ring")
-                if len(self._items) < self._capacity:
-                    self._items.append(item)
-                    self._not_empty.notify()
-                    return True
-                if not self._wait(self._not_full, deadline):
-                    return False
+        with self._not_full:
+            self._claim("put")
+            try:
+                while True:
+                    if self._closed:
+                        raise RingClosed("put on a closed Ring")
+                    if len(self._items) < self._capacity:
+                        self._items.append(item)
+                        self._not_empty.notify()
+                        return True
+                    if not self._wait(self._not_full, deadline):
+                        return False
+            finally:
+                self._busy["put"] = False
 
     def get(self, timeout: float | None = None) -> Any:
         """The oldest item, waiting while empty; TimeoutError when ``timeout`` passed first."""
         deadline = _deadline(timeout)
-        with self._not_empty, self._side("get"):
-            while True:
-                if self._items:
-                    item = self._items.popleft()
-                    self._not_full.notify()
-                    return item
-                if self._closed:
-                    raise RingClosed("get on a closed and drained Ring")
-                if not self._wait(self._not_empty, deadline):
-                    raise TimeoutError("Ring.get timed out (the ring stayed empty)")
+        with self._not_empty:
+            self._claim("get")
+            try:
+                while True:
+                    if self._items:
+                        item = self._items.popleft()
+                        self._not_full.notify()
+                        return item
+                    if self._closed:
+                        raise RingClosed("get on a closed and drained Ring")
+                    if not self._wait(self._not_empty, deadline):
+                        raise TimeoutError("Ring.get timed out (the ring stayed empty)")
+            finally:
+                self._busy["get"] = False
 
     def try_put(self, item: Any) -> bool:
         """Puts ``item`` if there is room now."""
@@ -164,22 +171,15 @@ class PyRing:
             self._not_empty.notify_all()
             self._not_full.notify_all()
 
-    @contextmanager
-    def _side(self, side: str) -> Iterator[None]:
-        """spsc: marks ``side`` busy for the call (lock held), refusing a concurrent second thread."""
-        if self._kind == "mpmc":
-            yield
-            return
-        if self._busy[side]:
-            raise RuntimeError(
-                f"spsc Ring: two threads {side} at the same time (one {'producer' if side == 'put' else 'consumer'} "
-                "at a time; use kind='mpmc')"
-            )
-        self._busy[side] = True
-        try:
-            yield
-        finally:
-            self._busy[side] = False
+    def _claim(self, side: str) -> None:
+        """spsc: marks ``side`` ("put" / "get") busy for this call (lock held); a second thread is refused.
+        (mpmc: never busy, the flag is only ever cleared.)"""
+        if self._spsc:
+            if self._busy[side]:
+                role = "producer" if side == "put" else "consumer"
+                raise RuntimeError(f"spsc Ring: two threads {side} at the same time (one {role} at a time; "
+                                   "use kind='mpmc')")
+            self._busy[side] = True
 
     @staticmethod
     def _wait(cond: threading.Condition, deadline: float | None) -> bool:
