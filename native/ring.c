@@ -446,13 +446,15 @@ static int parse_timeout(PyObject *obj, int64_t *out) {
         *out = -1;
         return 0;
     }
-    if (!PyFloat_Check(obj) && !PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "timeout must be a number of seconds or None, got %.100s",
-                     Py_TYPE(obj)->tp_name);
+    double t = PyFloat_AsDouble(obj); /* floats, ints, numpy scalars: __float__, else __index__ */
+    if (t == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "timeout must be a number of seconds or None, got %.100s",
+                         Py_TYPE(obj)->tp_name);
+        }
         return -1;
     }
-    double t = PyFloat_AsDouble(obj);
-    if (t == -1.0 && PyErr_Occurred()) return -1;
     if (isnan(t) || t < 0) {
         PyErr_Format(PyExc_ValueError, "timeout must be >= 0 seconds or None, got %R", obj);
         return -1;

@@ -19,6 +19,7 @@ Timeouts are seconds (None: wait forever).
 from __future__ import annotations
 
 import math
+import operator
 import threading
 import time
 from collections import deque
@@ -55,9 +56,8 @@ def make_ring(capacity: int, kind: str = "mpmc", native: bool | None = None) -> 
     return PyRing(capacity, kind)
 
 
-def _check_capacity(capacity: object, kind: object) -> tuple[int, str]:
-    if isinstance(capacity, bool) or not isinstance(capacity, int):
-        raise TypeError(f"Ring capacity must be an int, got {type(capacity).__name__}")
+def _check_capacity(capacity: Any, kind: object) -> tuple[int, str]:
+    capacity = operator.index(capacity)  # ints, numpy integers (TypeError otherwise, as in the native ring)
     if not 1 <= capacity <= MAX_CAPACITY:
         raise ValueError(f"Ring capacity must be between 1 and {MAX_CAPACITY}, got {capacity}")
     if not isinstance(kind, str):
@@ -73,8 +73,14 @@ def _deadline(timeout: object) -> float | None:
     """Monotonic deadline for ``timeout`` seconds (None: none)."""
     if timeout is None:
         return None
-    if not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    t = type(timeout)
+    if t is not float and t is not int:  # like the native ring (PyFloat_AsDouble): __float__, else __index__
+        if hasattr(t, "__float__"):
+            timeout = float(timeout)  # type: ignore[arg-type]
+        elif hasattr(t, "__index__"):
+            timeout = float(operator.index(timeout))
+        else:
+            raise TypeError(f"timeout must be a number of seconds or None, got {t.__name__}")
     if math.isnan(timeout) or timeout < 0:
         raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
     if timeout > _FOREVER:

@@ -292,6 +292,16 @@ def test_bad_timeouts(make: Factory, timeout: Any) -> None:
     assert len(r) == 1  # nothing happened
 
 
+def test_numpy_scalars_are_numbers(make: Factory) -> None:
+    np = pytest.importorskip("numpy")
+    r = make(np.int64(3), "spsc")
+    assert r.capacity == 3
+    with pytest.raises(TimeoutError):
+        r.get(timeout=np.float32(0.01))
+    with pytest.raises(TimeoutError):
+        r.get(timeout=np.int8(0))
+
+
 def test_huge_timeout_means_forever(make: Factory) -> None:
     r = make(2)
     threading.Timer(0.1, lambda: r.put("x")).start()
