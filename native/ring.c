@@ -392,6 +392,9 @@ static void ring_leave(ring_t *r, int put) {
 
 static PyObject *RingClosed; /* dataio._native.RingClosed */
 
+/* No Py_TPFLAGS_HAVE_GC on purpose: tp_traverse would read cells that threads without the GIL are moving
+ * items in and out of, and a collector that counted an item in one pass and not the next could free an object
+ * a getter is about to return. The price: a cycle through a ring's items is not collected. */
 typedef struct {
     PyObject_HEAD
     ring_t *ring;
@@ -642,7 +645,8 @@ static PyTypeObject RingType = {
               "Bounded lock-free FIFO of Python objects between threads. kind='spsc': one producer and one "
               "consumer thread at a time, exact capacity; 'mpmc': any number of each, capacity rounded up to a "
               "power of two >= 2. Waiting calls sleep without the GIL (futex) and run signal handlers every "
-              "100 ms. len() is approximate while other threads use the ring.",
+              "100 ms. len() is approximate while other threads use the ring. Not tracked by the garbage "
+              "collector: an item that refers back to its ring forms a cycle that only draining it breaks.",
     .tp_methods = Ring_methods,
     .tp_getset = Ring_getset,
     .tp_new = Ring_new,
