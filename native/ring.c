@@ -605,26 +605,31 @@ static PyObject *Ring_repr(RingObject *self) {
 
 static PyMethodDef Ring_methods[] = {
     {"put", (PyCFunction)(void (*)(void))Ring_put, METH_VARARGS | METH_KEYWORDS,
-     "put(item, timeout=None) -> bool\n--\n\nPuts item, waiting while the ring is full: True when stored, False "
-     "when timeout seconds passed first (None: wait forever). Raises RingClosed once the ring is closed."},
+     "put($self, /, item, timeout=None)\n--\n\n"
+     "Puts item, waiting while the ring is full: True when stored, False when timeout seconds passed first "
+     "(None: wait forever). Raises RingClosed once the ring is closed."},
     {"try_put", (PyCFunction)Ring_try_put, METH_O,
-     "try_put(item) -> bool\n--\n\nPuts item if there is room now: True, or False when full. Raises RingClosed "
-     "once the ring is closed."},
+     "try_put($self, item, /)\n--\n\n"
+     "Puts item if there is room now: True, or False when full. Raises RingClosed once the ring is closed."},
     {"get", (PyCFunction)(void (*)(void))Ring_get, METH_VARARGS | METH_KEYWORDS,
-     "get(timeout=None)\n--\n\nTakes the oldest item, waiting while the ring is empty. Raises TimeoutError when "
-     "timeout seconds passed first (None: wait forever), RingClosed once the ring is closed and drained."},
+     "get($self, /, timeout=None)\n--\n\n"
+     "Takes the oldest item, waiting while the ring is empty. Raises TimeoutError when timeout seconds passed "
+     "first (None: wait forever), RingClosed once the ring is closed and drained."},
     {"try_get", (PyCFunction)Ring_try_get, METH_NOARGS,
-     "try_get() -> (bool, item)\n--\n\n(True, item) when an item was there, else (False, None). Raises "
-     "RingClosed once the ring is closed and drained."},
+     "try_get($self, /)\n--\n\n"
+     "(True, item) when an item was there, else (False, None). Raises RingClosed once the ring is closed and "
+     "drained."},
     {"close", (PyCFunction)Ring_close, METH_NOARGS,
-     "close()\n--\n\nCloses the ring (idempotent) and wakes every waiter: puts raise RingClosed, gets return "
-     "what is left, then raise RingClosed."},
+     "close($self, /)\n--\n\n"
+     "Closes the ring (idempotent) and wakes every waiter: puts raise RingClosed, gets return what is left, then "
+     "raise RingClosed."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef Ring_getset[] = {
     {"closed", (getter)Ring_get_closed, NULL, "True once close() was called.", NULL},
-    {"capacity", (getter)Ring_get_capacity, NULL, "Slots (mpmc: the requested capacity rounded up to a power of two >= 2).", NULL},
+    {"capacity", (getter)Ring_get_capacity, NULL,
+     "Slots (mpmc: the requested capacity rounded up to a power of two >= 2).", NULL},
     {"kind", (getter)Ring_get_kind, NULL, "'spsc' or 'mpmc'.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
