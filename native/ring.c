@@ -77,7 +77,7 @@ typedef struct {
 } ring_event;
 
 typedef struct {
-    _Atomic uint64_t seq; /* position this cell waits for: p (free for p), p + 1 (holds p's item) */
+    _Atomic uint64_t seq; /* p: free for position p; p + 1: holds p's item (freed: p + capacity, next lap) */
     void *item;           /* written before seq is published (release), read after seq is seen (acquire) */
 } ring_cell;
 
@@ -105,6 +105,8 @@ typedef struct {
     alignas(RING_LINE) atomic_int closed;
     atomic_uint putting;
 } ring_t;
+
+_Static_assert(sizeof(ring_t) % RING_LINE == 0, "aligned_alloc needs a multiple of the alignment");
 
 static int64_t ring_now_ns(void) {
     struct timespec ts;
