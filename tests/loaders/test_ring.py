@@ -185,7 +185,7 @@ def test_close_wakes_blocked_getters_and_putters(make: Factory, kind: str) -> No
     full.close()  # idempotent
     for t in threads:
         t.join(5)
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 1.0  # in practice microseconds (native) to milliseconds
     assert outcomes == ["closed"] * (2 * waiters)
     assert empty.closed and full.closed
 
