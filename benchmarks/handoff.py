@@ -1,6 +1,6 @@
 """Hand-off between threads: dataio's native rings vs PyRing, queue.Queue and multiprocessing.Queue.
 
-    python benchmarks/handoff.py [--items 200000] [--mp-items 40000] [--capacity 64] [--repeats 3]
+    python benchmarks/handoff.py [--items 200000] [--mp-items 40000] [--capacity 64] [--repeats 5]
 
 Writes benchmarks/results/handoff.md (+ handoff.png with matplotlib). Two measurements per implementation:
 
@@ -13,8 +13,8 @@ Writes benchmarks/results/handoff.md (+ handoff.png with matplotlib). Two measur
 
 multiprocessing.Queue runs twice: consumers as threads of this process, and as processes (fork): the
 latter pays pickling and a pipe per item but not this process's GIL. ``perf_counter_ns`` is CLOCK_MONOTONIC,
-so stamps compare across processes. Each configuration runs ``--repeats`` times interleaved; the run with the
-median rate (idle consumer: median p50) is reported.
+so stamps compare across processes. Each configuration runs ``--repeats`` times interleaved; the fastest run is
+reported (other jobs on shared cores only slow runs down), for the idle consumer the run with the median p50.
 """
 
 from __future__ import annotations
@@ -142,7 +142,12 @@ def channels() -> list[Channel]:
     return out
 
 
-def median_run(runs: list[Run], key: str = "rate") -> Run:
+def best_run(runs: list[Run]) -> Run:
+    """The fastest run: load from other jobs only ever slows a run down."""
+    return max(runs, key=lambda r: r["rate"])
+
+
+def median_run(runs: list[Run], key: str) -> Run:
     return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
 
 
@@ -152,7 +157,7 @@ def main() -> None:
     ap.add_argument("--mp-items", type=int, default=40_000, help="items per saturated multiprocessing.Queue run")
     ap.add_argument("--idle-items", type=int, default=2_000, help="items of the idle-consumer run")
     ap.add_argument("--capacity", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
     t_start = time.perf_counter()
@@ -173,25 +178,26 @@ def main() -> None:
 
     rows = []
     for ch, p, c in plan:
-        r = median_run(saturated[ch.name, p, c])
+        r = best_run(saturated[ch.name, p, c])
         rows.append([ch.name, f"{p}×{c}", f"{r['rate']:,.0f}", f"{r['p50']:,.1f}", f"{r['p99']:,.1f}"])
     idle_rows = []
     for ch in chs:
         r = median_run(idle[ch.name], "p50")
         idle_rows.append([ch.name, f"{r['p50']:,.1f}", f"{r['p99']:,.1f}"])
     elapsed = time.perf_counter() - t_start
-    rate = {(row[0], row[1]): float(row[2].replace(",", "")) for row in rows}
-    ratios = [
-        f"{name} {shape} ÷ queue.Queue {shape}: **{rate[name, shape] / rate['queue.Queue', shape]:.1f}×**"
-        for name, shape in rate
-        if name.startswith("native") and ("queue.Queue", shape) in rate
-    ]
+    ratios = []  # per repeat (runs of one repeat are close in time, so share the load): native ÷ queue.Queue
+    for ch, p, c in plan:
+        base = saturated.get(("queue.Queue", p, c))
+        if ch.name.startswith("native") and base:
+            rs = sorted(n["rate"] / q["rate"] for n, q in zip(saturated[ch.name, p, c], base, strict=True))
+            ratios.append(f"{ch.name} {p}×{c} ÷ queue.Queue {p}×{c}: **{rs[len(rs) // 2]:.1f}×** "
+                          f"(median of {len(rs)} paired runs; {rs[0]:.1f}–{rs[-1]:.1f}×)")
 
     text = f"""# Hand-off between threads: native rings vs Python queues
 
 `{" ".join(["python", *sys.argv])}` on {machine()}; capacity {args.capacity}; {args.items:,} items per saturated
 thread run ({args.mp_items:,} for multiprocessing.Queue), {args.idle_items:,} paced items for the idle consumer;
-median run of {args.repeats} (by rate; idle: by p50), {elapsed:.0f} s in all; niceness {os.nice(0)}, load
+best of {args.repeats} interleaved runs (idle: median p50), {elapsed:.0f} s in all; niceness {os.nice(0)}, load
 average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other jobs share the cores). Items are
 `perf_counter_ns()` stamps taken at the put; latency = get time − stamp.
 
