@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #include "kernel.h"
+#include "ring.h"
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT,
@@ -18,7 +19,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void) {
     PyObject *m = PyModule_Create(&native_module);
     if (m == NULL) return NULL;
-    if (dataio_kernel_register(m) < 0) {
+    if (dataio_kernel_register(m) < 0 || dataio_ring_register(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }
