@@ -9,8 +9,11 @@ multiprocessing iterator, dispatch included:
   (``in_order=True``) or as they arrive;
 - a worker fetches with torch's own fetchers (``__getitems__``, auto-collation, ``drop_last``; for an
   ``IterableDataset`` each worker iterates the dataset and a worker that runs dry is retired for the epoch);
-- ``get_worker_info()`` answers per thread, with torch's seeds (:mod:`dataio.loaders.worker_info`), and
-  ``worker_init_fn(id)`` runs once per worker thread;
+- each worker thread works on its own shallow copy of the dataset (``copy.copy``: attributes such as the
+  ``start``/``end`` a ``worker_init_fn`` sets for sharding are per worker, as in a worker process, while
+  what they refer to, e.g. open readers and caches, is shared); ``get_worker_info()`` answers per thread with
+  that copy and torch's seeds (:mod:`dataio.loaders.worker_info`), and ``worker_init_fn(id)`` runs once per
+  worker thread;
 - an exception of a sample is re-raised in the consumer (the same exception object, its traceback through
   ``__getitem__`` included, plus a note naming the worker) and the epoch goes on with the next batch;
 - ``timeout > 0`` bounds each wait for a batch (``RuntimeError`` as torch's); nothing ever joins a worker, so
@@ -26,6 +29,7 @@ stops its threads (each wakes on its ``None`` sentinel; one busy in ``__getitem_
 
 from __future__ import annotations
 
+import copy
 import itertools
 import queue
 import threading
@@ -34,7 +38,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch.utils.data._utils.pin_memory import pin_memory as _pin_memory
 from torch.utils.data.dataloader import _BaseDataLoaderIter, _DatasetKind
 
@@ -102,10 +105,8 @@ def _attempt(fetcher: Any, index: Any, setup: _WorkerSetup, worker_id: int) -> A
         return _Failure(_note(exc, f"raised in DataLoader worker thread {worker_id}"))
 
 
-def _make_fetcher(setup: _WorkerSetup) -> Any:
-    return _DatasetKind.create_fetcher(
-        setup.kind, setup.dataset, setup.auto_collation, setup.collate_fn, setup.drop_last
-    )
+def _make_fetcher(setup: _WorkerSetup, dataset: Any) -> Any:
+    return _DatasetKind.create_fetcher(setup.kind, dataset, setup.auto_collation, setup.collate_fn, setup.drop_last)
 
 
 def _worker_loop(
@@ -114,13 +115,15 @@ def _worker_loop(
 ) -> None:  # fmt: skip
     init_failure: _Failure | None = None
     fetcher = None
+    dataset = setup.dataset
     try:
+        dataset = copy.copy(setup.dataset)  # this worker's copy (see the module docstring)
         worker_info.set_thread_worker_info(
-            worker_info.thread_worker_info(worker_id, setup.num_workers, setup.base_seed, setup.dataset)
+            worker_info.thread_worker_info(worker_id, setup.num_workers, setup.base_seed, dataset)
         )
         if setup.init_fn is not None:
             setup.init_fn(worker_id)
-        fetcher = _make_fetcher(setup)
+        fetcher = _make_fetcher(setup, dataset)
     except BaseException as exc:  # raised by the consumer in place of this worker's first batch
         init_failure = _Failure(_note(exc, f"raised by worker_init_fn in DataLoader worker thread {worker_id}"))
     ended = False  # this worker's iterable ran dry: skip tasks until a resume
@@ -132,7 +135,7 @@ def _worker_loop(
             if isinstance(task, _Resume):
                 ended = False
                 if init_failure is None:
-                    fetcher = _make_fetcher(setup)
+                    fetcher = _make_fetcher(setup, dataset)
                 results.put((task, None))
                 continue
             if done.is_set() or ended:
