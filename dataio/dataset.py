@@ -240,6 +240,14 @@ class ShardDataset(torch.utils.data.Dataset):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __copy__(self) -> ShardDataset:
+        """A copy sharing the store, reader, loaded indexes and lock (all thread-safe): what each worker thread
+        of ``DataLoader(worker_mode="thread")`` gets, without a reader pool per worker."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        on_fork_child(new)
+        return new
+
     def __getstate__(self) -> dict[str, Any]:
         return {
             "store": self.store,

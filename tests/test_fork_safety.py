@@ -156,3 +156,15 @@ def test_closed_reader_stays_closed_in_a_forked_child(packed: Path) -> None:
         """,
         packed,
     )
+
+
+def test_a_copy_shares_the_reader_and_loaded_indexes(packed: Path) -> None:
+    import copy
+
+    import dataio
+
+    ds = dataio.open_dataset(packed)
+    ds.__getitems__([0, 1])
+    twin = copy.copy(ds)
+    assert twin.reader is ds.reader and twin._indexes is ds._indexes
+    assert twin[3]["key"] == ds[3]["key"]
