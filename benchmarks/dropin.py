@@ -97,9 +97,9 @@ def main() -> None:
         f"`python benchmarks/dropin.py --images {args.images} --workers {args.workers} --batch-size "
         f"{args.batch_size} --size {args.size}` on {machine()}; one epoch per row (worker start-up included), "
         f"PIL decode + RandomResizedCrop({args.size}) + flip + ToTensor + Normalize per sample, page cache warm.",
-        f"Ratio: over the mean of the two torch rows. Load average at the start: {load:.1f}, niceness {os.nice(0)} (a machine shared with "
-        "other jobs: differences within the spread of the two torch rows are noise). Process mode runs torch's "
-        "own worker processes, so its expected ratio is 1; threads share one GIL.",
+        f"Ratio: over the mean of the two torch rows. Load average at the start: {load:.1f}, niceness "
+        f"{os.nice(0)} (a machine shared with other jobs: differences within the spread of the two torch rows "
+        "are noise). Process mode runs torch's own worker processes, so its expected ratio is 1; threads share a GIL.",
         "",
         markdown_table(["loader", "images/s", "ratio to torch"], rows),
         "",
