@@ -94,15 +94,31 @@ def _note(exc: BaseException, text: str) -> BaseException:
 
 def _attempt(fetcher: Any, index: Any, setup: _WorkerSetup, worker_id: int) -> Any:
     """One task. Its own frame, so that a failure's traceback holds the fetcher and not the queues."""
+    if fetcher is None:
+        return _Failure(RuntimeError(f"DataLoader worker thread {worker_id} failed to start (raised earlier)"))
     try:
         data = fetcher.fetch(index)
         return _pin_memory(data) if setup.pin else data
-    except StopIteration:
-        if setup.kind == _DatasetKind.Iterable:
-            return _Exhausted(worker_id)
-        return _Failure(_note(StopIteration(), f"raised in DataLoader worker thread {worker_id}"))
     except BaseException as exc:  # shipped to the consumer and raised there
+        if isinstance(exc, StopIteration) and setup.kind == _DatasetKind.Iterable:
+            return _Exhausted(worker_id)
         return _Failure(_note(exc, f"raised in DataLoader worker thread {worker_id}"))
+
+
+def _start(setup: _WorkerSetup, worker_id: int) -> tuple[Any, Any, _Failure | None]:
+    """This worker's dataset copy, its worker info, ``worker_init_fn`` and fetcher: ``(dataset, fetcher,
+    failure)``; a failure is raised by the consumer in place of the worker's first batch, as torch does."""
+    dataset = setup.dataset
+    try:
+        dataset = copy.copy(setup.dataset)  # this worker's copy (see the module docstring)
+        worker_info.set_thread_worker_info(
+            worker_info.thread_worker_info(worker_id, setup.num_workers, setup.base_seed, dataset)
+        )
+        if setup.init_fn is not None:
+            setup.init_fn(worker_id)
+        return dataset, _make_fetcher(setup, dataset), None
+    except BaseException as exc:
+        return dataset, None, _Failure(_note(exc, f"raised while starting DataLoader worker thread {worker_id}"))
 
 
 def _make_fetcher(setup: _WorkerSetup, dataset: Any) -> Any:
@@ -113,19 +129,7 @@ def _worker_loop(
     setup: _WorkerSetup, worker_id: int, tasks: queue.SimpleQueue[Any], results: queue.SimpleQueue[Any],
     done: threading.Event,
 ) -> None:  # fmt: skip
-    init_failure: _Failure | None = None
-    fetcher = None
-    dataset = setup.dataset
-    try:
-        dataset = copy.copy(setup.dataset)  # this worker's copy (see the module docstring)
-        worker_info.set_thread_worker_info(
-            worker_info.thread_worker_info(worker_id, setup.num_workers, setup.base_seed, dataset)
-        )
-        if setup.init_fn is not None:
-            setup.init_fn(worker_id)
-        fetcher = _make_fetcher(setup, dataset)
-    except BaseException as exc:  # raised by the consumer in place of this worker's first batch
-        init_failure = _Failure(_note(exc, f"raised by worker_init_fn in DataLoader worker thread {worker_id}"))
+    dataset, fetcher, init_failure = _start(setup, worker_id)
     ended = False  # this worker's iterable ran dry: skip tasks until a resume
     try:
         while True:

@@ -192,3 +192,8 @@ def pairs_collate(batch: list[dict[str, Any]]) -> tuple[int, list[int]]:
 
 def worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(("dataio-worker", "pt_data", "dataio-"))]
+
+
+def fail_in_worker_1(worker_id: int) -> None:
+    if worker_id == 1:
+        raise ValueError("worker 1 cannot start")

@@ -16,9 +16,11 @@ from tests.loaders.parity import (
     Exploding,
     InitCounted,
     Sleepy,
+    Squares,
     WhoLoads,
     count_init,
     drain,
+    fail_in_worker_1,
     gen,
     make_loader,
     same,
@@ -133,3 +135,19 @@ def test_persistent_workers_after_an_abandoned_epoch(mode: str) -> None:
         return first + drain(iter(loader))  # the next epoch starts afresh on the same workers
 
     assert same(run(mode), run("torch"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failing_worker_init_fn(mode: str) -> None:
+    """torch raises the worker_init_fn's error in place of that worker's first batch, then an error for each of
+    its later batches (its fetcher was never made); the other worker's batches arrive."""
+    kw = {"batch_size": 2, "num_workers": 2, "worker_init_fn": fail_in_worker_1}
+
+    def shape(batches: list) -> list:
+        return [b[1] if isinstance(b, tuple) else b["i"].tolist() for b in batches]
+
+    got = shape(drain(iter(make_loader(mode, Squares(12), **kw))))
+    want = shape(drain(iter(make_loader("torch", Squares(12), **kw))))
+    assert [g if isinstance(g, list) else "error" for g in got] == [w if isinstance(w, list) else "error" for w in want]
+    assert got[1] == want[1] == "ValueError"
+    assert got[0] == [0, 1] and got[2] == [4, 5]
