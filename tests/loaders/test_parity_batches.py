@@ -124,3 +124,15 @@ def test_len_and_main_process_loading(mode: str) -> None:
         ours, theirs = make_loader(mode, Squares(10), **kw), make_loader("torch", Squares(10), **kw)
         assert len(ours) == len(theirs)
         assert same(drain(iter(ours)), drain(iter(theirs)))  # num_workers=0: torch's own iterator
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_iterable_dataset_with_persistent_workers(mode: str) -> None:
+    def epochs(kind: str) -> list:
+        loader = make_loader(kind, Shards([range(0, 7), range(50, 52)]), batch_size=3, num_workers=2,
+                             persistent_workers=True)  # fmt: skip
+        return [drain(iter(loader)) for _ in range(3)]  # the worker that ran dry works again next epoch
+
+    got = epochs(mode)
+    assert same(got, epochs("torch"))
+    assert same(got[0], got[2]) and sum(len(b) for b in got[1]) == 9
