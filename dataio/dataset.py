@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
+from dataio._forksafe import on_fork_child
 from dataio.format.manifest import MANIFEST_NAME, Manifest
 from dataio.format.shard import FOOTER_SIZE, ShardIndex, check_record, iter_records, parse_index
 from dataio.storage import RangeReader, RetryPolicy, Store, open_store
@@ -28,7 +29,9 @@ class ShardDataset(torch.utils.data.Dataset):
     """A packed dataset as a map-style torch ``Dataset``: ``ds[i]`` is a dict of the sample's fields.
 
     For packed images the fields are ``key`` (str), ``label`` (int) and ``image`` (the encoded bytes exactly
-    as stored). Thread-safe; picklable (workers reopen the store).
+    as stored). Thread-safe; picklable (spawned workers reopen the store) and fork-safe: a forked child (a torch
+    DataLoader worker) gets fresh locks, and the reader's pool, the store's sessions and the cache's state are
+    recreated there on first use, whatever the parent did before the fork.
 
     Args:
         store: Where the dataset lives.
@@ -58,6 +61,11 @@ class ShardDataset(torch.utils.data.Dataset):
         self._starts = np.concatenate([[0], np.cumsum(self.shard_sizes)]).astype(np.int64)
         self._indexes: dict[int, ShardIndex] = {}
         self._labels: np.ndarray | None = None
+        self._lock = threading.Lock()
+        on_fork_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A thread of the parent may have held the lock at the fork. The reader and the store mend themselves.
         self._lock = threading.Lock()
 
     @property
@@ -231,6 +239,14 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __copy__(self) -> ShardDataset:
+        """A copy sharing the store, reader, loaded indexes and lock (all thread-safe): what each worker thread
+        of ``DataLoader(worker_mode="thread")`` gets, without a reader pool per worker."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        on_fork_child(new)
+        return new
 
     def __getstate__(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,4 @@
-"""``dataio.DataLoader``: ``torch.utils.data.DataLoader`` with threads instead of worker processes, and a fast
+"""``dataio.DataLoader``: ``torch.utils.data.DataLoader`` with a choice of worker processes or threads, and a fast
 read → decode → augment → collate → GPU-prefetch pipeline for packed datasets.
 
 It *is* a ``torch.utils.data.DataLoader`` (a subclass): the constructor takes exactly torch's parameters with
@@ -6,15 +6,17 @@ torch's defaults and validation, builds the same samplers and batch samplers, an
 changes is how batches are produced:
 
 - ``num_workers=0``: torch's own single-process iterator (identical behaviour).
-- ``num_workers=N`` on a map-style dataset: ``N`` threads (JPEG decode, resize and file reads release the GIL),
-  ``prefetch_factor × N`` batches in flight, exceptions re-raised with their original traceback.
-- iterable-style datasets: torch's iterator (its per-worker replicas and ``get_worker_info`` sharding are
-  process semantics that users rely on).
+- ``worker_mode="process"`` (the default without ``pipeline=``): torch's own worker processes, exactly
+  (map-style and iterable datasets; seeding, worker info, persistent workers, timeouts, errors, pin thread).
+- ``worker_mode="thread"``: ``num_workers`` threads with the same contracts (:mod:`dataio.loaders.threaded`):
+  better for IO-bound datasets, worse for GIL-bound ``__getitem__``.
+- Both get dataio's extras (:mod:`dataio.loaders.generic`): ``stats()``, ``state_dict()`` resume of dataio
+  samplers after the last delivered batch, ``device=``, ``progress=``, ``shuffle_mode=`` samplers.
 - a :class:`~dataio.ShardDataset` with ``pipeline=`` (e.g. :class:`~dataio.ImagePipeline`): the fast path
-  (:mod:`dataio.loaders.fast`), autotuned online (:mod:`dataio.loaders.autotune`); with
+  (:mod:`dataio.loaders.fast`, always threads), autotuned online (:mod:`dataio.loaders.autotune`); with
   ``ImagePipeline(backend="dali")``, NVIDIA DALI decodes (:mod:`dataio.loaders.dali_iterator`).
 
-Design notes: ``docs/loader.md``.
+Design notes and the table of torch's behaviour vs dataio's: ``docs/loader.md``.
 """
 
 from __future__ import annotations
@@ -25,18 +27,27 @@ from typing import Any
 import torch.utils.data
 
 from dataio.loaders.autotune import AutotuneConfig
+from dataio.loaders.generic import GenericEpoch, GenericRun
 from dataio.loaders.runtime import LoaderRuntime
-from dataio.loaders.threaded import ThreadedMapIterator
+from dataio.loaders.threaded import ThreadedIterator
 
 __all__ = ["DataLoader"]
+
+_WORKER_MODES = ("process", "thread")
 
 
 class DataLoader(torch.utils.data.DataLoader):
     """Drop-in replacement for ``torch.utils.data.DataLoader`` (same signature, defaults and meaning).
 
     Extra keyword-only options:
+        worker_mode: How ``num_workers > 0`` datasets without ``pipeline=`` are served: ``"process"`` (the
+            default: torch's worker processes, exactly torch's behaviour) or ``"thread"`` (worker threads with
+            torch's contracts; see ``docs/loader.md`` for the few intended differences). The fast path always
+            uses threads (``"process"`` with ``pipeline=`` is refused).
         pipeline: Per-sample processing for the fast path over a ShardDataset (an ImagePipeline).
-        device: ``"cuda"`` etc.: batches arrive on that device (copied on a side stream ahead of use).
+        device: ``"cuda"`` etc.: batches arrive on that device (fast path: copied on a side stream ahead of use;
+            otherwise each batch's tensors are moved with ``non_blocking=True``, asynchronous with
+            ``pin_memory=True``).
         shuffle_mode: Sampling mode for a ShardDataset (``global``, ``local``, ``shard``, ``block``,
             ``sequential``); the sampler is then a rank-aware :class:`~dataio.DistributedShuffleSampler`.
         seed: Seed of shuffling and augmentation (default: drawn from ``generator`` or torch's RNG once).
@@ -48,11 +59,12 @@ class DataLoader(torch.utils.data.DataLoader):
             its limits), or keep ``num_workers`` / ``prefetch_factor`` / the reader's threads fixed (``False``).
             Its settings and every decision are in ``stats()["autotune"]``.
 
-    Iterators of the fast and DALI paths have an idempotent ``close()`` that stops their threads at once (an
-    epoch left early; they are also stopped when garbage-collected). ``set_epoch(e)`` forwards to the sampler
-    when it has ``set_epoch``. On the fast path, ``state_dict()`` /
-    ``load_state_dict()`` resume mid-epoch with exactly the batches the old loader would have produced next, and
-    ``stats()`` reports every stage.
+    Every epoch iterator has an idempotent ``close()`` that stops its threads or processes at once (an epoch
+    left early; they are also stopped when the iterator is garbage-collected; persistent workers live as long
+    as the loader). ``set_epoch(e)`` forwards to the sampler when it has ``set_epoch``. ``state_dict()`` /
+    ``load_state_dict()`` resume mid-epoch with exactly the batches the old loader would have produced next
+    (a dataio sampler: ``shuffle_mode=`` or a ``DistributedShuffleSampler``). ``stats()`` reports every stage
+    on the fast path, and batches, samples and the consumer's wait on the generic path.
     """
 
     def __init__(
@@ -82,7 +94,14 @@ class DataLoader(torch.utils.data.DataLoader):
         on_error: str = "raise",
         progress: bool = False,
         autotune: bool | AutotuneConfig = True,
+        worker_mode: str | None = None,
     ) -> None:
+        if worker_mode is not None and worker_mode not in _WORKER_MODES:
+            raise ValueError(f"worker_mode must be 'process' or 'thread', got {worker_mode!r}")
+        if pipeline is not None and worker_mode == "process":
+            raise ValueError("pipeline= runs on threads (its decoding releases the GIL): use worker_mode='thread'")
+        self.worker_mode = worker_mode or ("thread" if pipeline is not None else "process")
+        self._generic_run: GenericRun | None = None
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not isinstance(autotune, (bool, AutotuneConfig)):
@@ -138,13 +157,16 @@ class DataLoader(torch.utils.data.DataLoader):
     def state_dict(self) -> dict[str, Any]:
         """Resumable state (plain data): the sampler's position, epoch and seed.
 
-        The fast path advances the sampler only for batches actually handed out, so the state taken between two
-        batches resumes exactly after the last one delivered.
+        The state taken between two batches resumes exactly after the last one delivered: the fast path advances
+        the sampler only for batches handed out; on the generic path (whose workers draw indices ahead) the
+        sampler's position is replaced by the one after the last delivered batch (with ``in_order=True``).
         """
         state = getattr(self.sampler, "state_dict", None)
         if state is None:
             raise TypeError(f"{type(self.sampler).__name__} has no state_dict(): use a DistributedShuffleSampler")
-        return {"kind": "dataio.DataLoader", "version": 1, "sampler": state(), "seed": self.seed}
+        run = self._generic_run if self.pipeline is None else None
+        sampler_state = run.sampler_state(self.sampler) if run is not None else state()
+        return {"kind": "dataio.DataLoader", "version": 1, "sampler": sampler_state, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`; the next iteration continues where the saved loader stopped."""
@@ -155,9 +177,12 @@ class DataLoader(torch.utils.data.DataLoader):
 
     def stats(self) -> dict[str, Any]:
         """Per-stage throughput, busy %, queue occupancy, consumer wait and a one-line verdict (fast path),
-        plus the reader's request/byte/retry counters and the cache's hits and misses when present."""
+        plus the reader's request/byte/retry counters and the cache's hits and misses when present. On the
+        generic path: the latest epoch's batches, samples, rates and the consumer's wait for data."""
         stats = self._runtime.stats
         out: dict[str, Any] = stats.summary() if stats is not None else {}
+        if self.pipeline is None and self._generic_run is not None:
+            out.update(self._generic_run.summary())
         reader = getattr(self.dataset, "_reader", None)
         if reader is not None:
             out["io"] = reader.stats()
@@ -173,8 +198,8 @@ class DataLoader(torch.utils.data.DataLoader):
 
     def check_worker_number_rationality(self) -> None:
         """torch warns when worker *processes* outnumber the cores; threads that mostly wait on IO and on
-        GIL-free decoding may (only the torch-iterator paths still start processes)."""
-        if self._uses_torch_iterator():
+        GIL-free decoding may."""
+        if getattr(self, "worker_mode", "process") == "process" and getattr(self, "pipeline", None) is None:
             super().check_worker_number_rationality()
 
     def set_epoch(self, epoch: int) -> None:
@@ -185,25 +210,26 @@ class DataLoader(torch.utils.data.DataLoader):
                 set_epoch(epoch)
                 return
 
-    def _uses_torch_iterator(self) -> bool:
-        return isinstance(self.dataset, torch.utils.data.IterableDataset) or (
-            self.num_workers == 0 and self.pipeline is None
-        )
-
     def __iter__(self) -> Any:
-        # Threads start in microseconds: every epoch gets a fresh iterator (persistent_workers has nothing to keep).
-        it = super().__iter__() if self._uses_torch_iterator() else self._get_iterator()
+        if self.pipeline is not None:
+            it: Any = self._get_iterator()  # a fresh pipeline every epoch (threads start in microseconds)
+        else:
+            run = GenericRun.begin(self, self.worker_mode if self.num_workers > 0 else "main")
+            persistent = bool(self.persistent_workers and self.num_workers > 0)
+            it = GenericEpoch(super().__iter__(), run, self.device, persistent)  # torch's persistent-worker logic
+            self._generic_run = run
         if not self.progress:
             return it
         from tqdm import tqdm
 
         epoch = getattr(self.sampler, "epoch", None)
-        total = len(it) if hasattr(it, "__len__") else None
+        try:
+            total: int | None = len(it)
+        except TypeError:  # a sampler without __len__
+            total = None
         return iter(tqdm(it, total=total, unit="batch", desc=f"epoch {epoch}" if epoch is not None else None))
 
     def _get_iterator(self) -> Iterable[Any]:
-        if self._uses_torch_iterator():
-            return super()._get_iterator()
         if getattr(self.pipeline, "backend", None) == "dali":
             from dataio.loaders.dali_iterator import DaliIterator
 
@@ -212,4 +238,6 @@ class DataLoader(torch.utils.data.DataLoader):
             from dataio.loaders.fast import FastIterator
 
             return FastIterator(self)
-        return ThreadedMapIterator(self)
+        if self.num_workers > 0 and self.worker_mode == "thread":
+            return ThreadedIterator(self)
+        return super()._get_iterator()  # torch's single-process or worker-process iterator

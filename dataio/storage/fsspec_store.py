@@ -7,6 +7,10 @@ object only once its upload completes, so no reader sees a torn shard.
 Every read goes through one :class:`~dataio.storage.retry.RetryPolicy`. The client libraries' own retry loops
 are switched off by default for S3 (s3fs ``retries = 1``, botocore ``total_max_attempts=1``) so that a failing
 request is retried by one policy with one budget, not by three nested ones (a retry storm).
+
+The filesystem client (its connection pool, and for async backends such as s3fs an event-loop thread) belongs
+to the process that made it: a forked child (a torch DataLoader worker) drops the inherited one and connects
+again on its first call; a pickled copy connects on unpickling.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
 from dataio.storage.retry import RetryPolicy, call_with_retry
@@ -97,11 +102,27 @@ class FsspecStore(Store):
         self._options = dict(storage_options or {})
         self._retry = retry or RetryPolicy()
         self.retries = 0  # transient failures retried so far (approximate under threads)
-        self._fs, prefix = _filesystem(self._url, protocol, _with_defaults(protocol, self._options))
-        if protocol in ("s3", "s3a") and "retries" not in self._options:
-            self._fs.retries = 1  # s3fs's own retry loop (a class attribute, not a constructor argument): off
+        self._client, prefix = self._connect()
         self._prefix = prefix.rstrip("/")
         self.shared_between_processes = protocol not in ("memory",)
+        on_fork_child(self)
+
+    def _connect(self) -> tuple[Any, str]:
+        fs, prefix = _filesystem(self._url, self._protocol, _with_defaults(self._protocol, self._options))
+        if self._protocol in ("s3", "s3a") and "retries" not in self._options:
+            fs.retries = 1  # s3fs's own retry loop (a class attribute, not a constructor argument): off
+        return fs, prefix
+
+    @property
+    def _fs(self) -> Any:
+        """This process's filesystem client (connected again after a fork)."""
+        fs = self._client
+        if fs is None:
+            fs = self._client = self._connect()[0]
+        return fs
+
+    def _after_fork_in_child(self) -> None:
+        self._client = None  # the parent's client: its loop thread and sockets are not ours
 
     @property
     def root(self) -> str:

@@ -3,6 +3,9 @@
 Reads use ``os.pread`` on one cached descriptor per file: no seek state shared between threads, and the
 GIL is released while the kernel copies. Writes go to a temporary file beside the target and are renamed
 into place, so no reader ever sees a half-written file.
+
+A forked child keeps the inherited descriptors (``pread`` has no shared file position, so parent and child may
+both read through them) with a fresh lock; a pickled copy opens its own.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
 
@@ -57,6 +61,10 @@ class LocalStore(Store):
         self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _close_all, self._fds)
+        on_fork_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # a parent thread may have held it at the fork
 
     @property
     def root(self) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from dataio._forksafe import on_fork_child
 from dataio.storage.base import Store
 
 __all__ = ["RangeReader", "Request", "coalesce"]
@@ -102,12 +103,26 @@ class RangeReader:
         self.max_fetch = max_fetch
         self._fixed_window = window is not None
         self.window = int(window or 4 * self.threads)
+        self._start_process_state()
+        on_fork_child(self)
+
+    def _start_process_state(self) -> None:
+        """The pool, locks and counters of this process (see :meth:`_after_fork_in_child`)."""
         self._pool = ThreadPoolExecutor(self.max_threads, thread_name_prefix="dataio-read")
         self._slots = threading.Condition()
         self._active = 0  # fetches running now (at most self.threads)
         self._finalizer = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         self._lock = threading.Lock()
         self._stats = {"requests": 0, "fetches": 0, "bytes": 0}
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the inherited pool has no threads and its locks may be held forever; leave it
+        untouched (never shut down) and start afresh. A closed reader stays closed."""
+        closed = not self._finalizer.alive
+        self._finalizer.detach()
+        self._start_process_state()
+        if closed:
+            self.close()
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Reads one range (on the calling thread)."""

@@ -1,0 +1,158 @@
+"""Epochs of datasets that are not served by the fast path, with dataio's extras on top of the batches.
+
+The batches come from torch's own iterators (``num_workers=0``; ``worker_mode="process"``: torch's worker
+processes, exactly) or from :class:`~dataio.loaders.threaded.ThreadedIterator` (``worker_mode="thread"``).
+:class:`GenericEpoch` wraps that iterator and adds, per delivered batch:
+
+- counters for ``loader.stats()`` (batches, samples, the time the training loop waited for data);
+- progress of a dataio sampler (one with ``begin_epoch``/``advance``/``state_dict``): the workers draw indices
+  ahead of what was delivered, so the sampler's own position runs ahead by the prefetched batches;
+  :meth:`GenericRun.sampler_state` reports the position after the last *delivered* batch instead, and
+  ``load_state_dict`` then resumes exactly with the next batch (batches yielded in sampler order, i.e.
+  ``in_order=True``);
+- ``device=``: tensors moved to that device (``non_blocking``: asynchronous when they come pinned, i.e. with
+  ``pin_memory=True``).
+
+Nothing here holds the inner iterator beyond the wrapper itself, so dropping the wrapper drops the epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["GenericEpoch", "GenericRun", "to_device"]
+
+
+@dataclass
+class GenericRun:
+    """The loader's latest generic epoch: what ``stats()`` and ``state_dict()`` report (no iterator inside)."""
+
+    mode: str
+    workers: int
+    batch_size: int | None
+    pass_id: int | None = None  # the dataio sampler pass this epoch draws from
+    start: int = 0  # that pass's first global position
+    world_size: int = 1
+    batches: int = 0
+    samples: int = 0
+    finished: bool = False
+    wait_s: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def begin(cls, loader: Any, mode: str) -> GenericRun:
+        """Called right before the epoch's iterator is made (it begins the sampler's next pass)."""
+        run = cls(mode, int(loader.num_workers), loader.batch_size)
+        sampler = loader.sampler
+        if hasattr(sampler, "begin_epoch") and hasattr(sampler, "pass_id") and loader.batch_size is not None:
+            run.pass_id = int(sampler.pass_id) + 1
+            run.start = int(sampler.position)
+            run.world_size = int(getattr(sampler, "world_size", 1))
+        return run
+
+    def delivered(self, batch: Any, waited: float) -> None:
+        self.batches += 1
+        self.samples += _batch_len(batch, self.batch_size)
+        self.wait_s += waited
+
+    def sampler_state(self, sampler: Any) -> dict[str, Any]:
+        """``sampler.state_dict()``, at the position after the last delivered batch of this epoch."""
+        state = sampler.state_dict()
+        if self.pass_id is not None and not self.finished and getattr(sampler, "pass_id", None) == self.pass_id:
+            state["consumed"] = self.start + self.samples * self.world_size
+        return state
+
+    def summary(self) -> dict[str, Any]:
+        wall = max(time.perf_counter() - self.started, 1e-9)
+        return {
+            "path": "generic",
+            "worker_mode": self.mode,
+            "workers": self.workers,
+            "wall_s": wall,
+            "batches": self.batches,
+            "samples": self.samples,
+            "batches_per_s": self.batches / wall,
+            "samples_per_s": self.samples / wall,
+            "consumer_wait_s": self.wait_s,
+            "consumer_wait_pct": 100.0 * self.wait_s / wall,
+        }
+
+
+def _batch_len(batch: Any, batch_size: int | None) -> int:
+    """Samples in a collated batch: the first dimension of its first tensor, else ``batch_size`` (or 1)."""
+    for leaf in _leaves(batch):
+        if isinstance(leaf, torch.Tensor) and leaf.dim() > 0:
+            return int(leaf.shape[0])
+    if isinstance(batch, list | tuple) and batch_size is not None:
+        return len(batch)
+    return int(batch_size or 1)
+
+
+def _leaves(x: Any, depth: int = 0) -> Iterator[Any]:
+    if depth > 4:
+        return
+    if isinstance(x, dict):
+        for v in x.values():
+            yield from _leaves(v, depth + 1)
+    elif isinstance(x, list | tuple):
+        for v in x:
+            yield from _leaves(v, depth + 1)
+    else:
+        yield x
+
+
+def to_device(x: Any, device: torch.device) -> Any:
+    """Tensors inside dicts, lists, tuples and named tuples moved to ``device`` (other values kept)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, dict):
+        moved = {k: to_device(v, device) for k, v in x.items()}
+        return moved if type(x) is dict else type(x)(moved)
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*(to_device(v, device) for v in x))
+    if isinstance(x, list | tuple):
+        return type(x)(to_device(v, device) for v in x)
+    return x
+
+
+class GenericEpoch(Iterator[Any]):
+    """One epoch of a generic-path iterator with stats, sampler progress and the device copy (see module)."""
+
+    def __init__(
+        self, inner: Iterator[Any], run: GenericRun, device: str | torch.device | None, persistent: bool = False
+    ) -> None:
+        self._inner = inner
+        self._run = run
+        self._persistent = persistent
+        dev = torch.device(device) if device is not None else None
+        self._device = dev if dev is not None and dev.type != "cpu" else None
+
+    def __next__(self) -> Any:
+        t0 = time.perf_counter()
+        try:
+            batch = next(self._inner)
+        except StopIteration:
+            self._run.finished = True
+            raise
+        self._run.delivered(batch, time.perf_counter() - t0)
+        return to_device(batch, self._device) if self._device is not None else batch
+
+    def __iter__(self) -> GenericEpoch:
+        return self
+
+    def __len__(self) -> int:
+        return len(self._inner)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Stops the epoch's workers now (they are also stopped when this iterator is dropped). Persistent
+        workers belong to the loader and are kept. Idempotent."""
+        if self._persistent:
+            return
+        close = getattr(self._inner, "close", None) or getattr(self._inner, "_shutdown_workers", None)
+        if close is not None:
+            close()
