@@ -47,7 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--no-native"):
-        from dataio.loaders import native
+        from dataio.loaders import native, rings
 
         native.AVAILABLE = False
+        rings.NATIVE_RINGS = False
         native._IMPORT_ERROR = ImportError("disabled by pytest --no-native")

@@ -3,15 +3,15 @@
 Stages and their bounds::
 
     reader thread      ds.read_records(epoch indices): RangeReader, many ranged reads in flight, in order
-       │  queue of ≤ prefetch_factor × batch_size records, in chunks inside one batch
+       │  ring of ≤ prefetch_factor × batch_size records, in chunks inside one batch (lock-free, native)
     decode             native (default): 2 Python threads hand whole batches to dataio._native.ImageKernel,
                        whose C threads decode the crop window, resize, flip and normalise every image into
                        its batch slot (one GIL release per batch); Python fallback: decode_threads Python
                        threads, ImagePipeline.process per image (fast_stages / batch_decode)
-       │  ring of reusable batch buffers (pinned with a GPU)
+       │  ring of reusable batch buffers (pinned with a GPU); indices of finished batches through a ring
     consumer           yields views of finished batches (with a GPU: copied on a side stream and normalised)
 
-Memory is flat: records in the queue plus the ring of batch buffers, whatever the dataset size. Augmentation
+Memory is flat: records in the ring plus the ring of batch buffers, whatever the dataset size. Augmentation
 randomness of sample ``i`` in epoch ``e`` comes from ``(seed, e, i)`` only, so batches do not depend on thread
 timing or on which decoder ran, and a loader restored from ``state_dict()`` continues with exactly the batches
 the old one would have produced.
@@ -24,7 +24,6 @@ buffers, stats and the native kernel live in the loader's :class:`~dataio.loader
 
 from __future__ import annotations
 
-import queue
 import time
 import weakref
 from typing import Any
@@ -36,6 +35,7 @@ from dataio.loaders.batch_decode import NativeDecoder, PythonDecoder, SampleErro
 from dataio.loaders.device import DeviceFeeder
 from dataio.loaders.epoch import plan_epoch
 from dataio.loaders.fast_stages import (
+    BatchWaiter,
     EpochState,
     read_stage,
     shutdown,
@@ -43,9 +43,9 @@ from dataio.loaders.fast_stages import (
     start_thread,
     take_batch,
     transfer_stage,
-    wait_filled,
 )
 from dataio.loaders.ring import BatchRing
+from dataio.loaders.rings import RingClosed, make_ring
 from dataio.loaders.tuning import PipelineTuning
 
 __all__ = ["FastIterator", "SampleError"]
@@ -89,12 +89,14 @@ class FastIterator:
         std = torch.tensor(pipeline.std, dtype=torch.float32).view(3, 1, 1)
         self._st = st = EpochState(
             ds=ds, pipeline=pipeline, plan=plan, decoder=decoder, tuning=tuning, ring=ring, feeder=feeder,
-            stats=stats, records=queue.Queue(maxsize=queued), out=queue.Queue(maxsize=prefetch), chunk=chunk,
+            stats=stats, records=make_ring(queued, "mpmc"), finished=make_ring(tuning.max_prefetch + 1, "mpmc"),
+            out=make_ring(prefetch, "spsc"), chunk=chunk,
             on_error=loader.on_error, worker_init_fn=loader.worker_init_fn,
             scale=1.0 / (255.0 * std), shift=-mean / std, filled=[0] * plan.num_batches,
         )
         self.timeout = float(loader.timeout or 0)
         self.next_batch = 0
+        self._waiter = BatchWaiter(st)
         self._busy_seen = decoder.busy_seconds() or 0.0
         self._closed = False
         self._finalizer = weakref.finalize(self, _finish, st, runtime, False)
@@ -135,7 +137,7 @@ class FastIterator:
         if st.feeder.cuda:
             images, labels = self._next_from_device(t)
         else:
-            while not wait_filled(st, batch, 0.1):
+            while not self._waiter.wait(batch, 0.1):
                 self._check(t)
             images, labels = take_batch(st, batch)
             st.ring.release(batch)
@@ -155,7 +157,7 @@ class FastIterator:
         if busy is not None:  # native: the kernel's threads' busy time since the last batch
             decode.add(0, 0, busy - self._busy_seen)
             self._busy_seen = busy
-        st.tuning.observe(st.plan.batch_len(batch), st.records.qsize() / max(1, st.records.maxsize))
+        st.tuning.observe(st.plan.batch_len(batch), len(st.records) / st.records.capacity)
         st.decoder.set_threads(st.tuning.decode_threads)
         start_decode_workers(st)
 
@@ -178,7 +180,7 @@ class FastIterator:
             try:
                 sent = st.out.get(timeout=0.1)
                 break
-            except queue.Empty:
+            except (TimeoutError, RingClosed):
                 self._check(start)
         images, labels = st.feeder.receive(sent)
         return st.pipeline.normalize(images), labels

@@ -3,11 +3,16 @@
 No stage holds a reference to the iterator (only to :class:`EpochState`), so an iterator dropped mid-epoch is
 garbage-collected, and its finalizer stops the threads. Batch buffers go back to the pool only once the last
 stage thread has left (a decode call still writing into a buffer keeps it from being reused).
+
+Hand-offs are bounded rings (:mod:`dataio.loaders.rings`: the native lock-free ring, else its Python twin):
+``records`` (reader → decode workers, chunks of one batch), ``finished`` (decode workers → the consumer, or the
+CUDA transfer thread: indices of complete batches, in any order) and, with CUDA, ``out`` (transfer thread →
+consumer, device batches in order). Waiting threads block in the ring; stopping closes every ring, which wakes
+them all at once.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,12 +22,12 @@ import torch
 
 from dataio.loaders.device import DeviceFeeder
 from dataio.loaders.epoch import EpochPlan
-from dataio.loaders.handoff import put_until_stopped
 from dataio.loaders.ring import BatchRing
+from dataio.loaders.rings import RingClosed
 from dataio.loaders.stats import PipelineStats
 from dataio.loaders.tuning import PipelineTuning
 
-__all__ = ["EpochState", "shutdown", "start_decode_workers", "start_thread"]
+__all__ = ["BatchWaiter", "EpochState", "shutdown", "start_decode_workers", "start_thread"]
 
 POLL = 0.05  # seconds a waiting stage sleeps before it re-checks the stop event
 
@@ -39,8 +44,9 @@ class EpochState:
     ring: BatchRing
     feeder: DeviceFeeder
     stats: PipelineStats
-    records: queue.Queue[Any]
-    out: queue.Queue[Any]
+    records: Any  # ring of (start, [record, ...])
+    finished: Any  # ring of batch indices
+    out: Any  # ring of DeviceBatch (CUDA)
     chunk: int
     on_error: str
     worker_init_fn: Any
@@ -68,8 +74,13 @@ class EpochState:
         with self.done:
             if self.error is None:
                 self.error = exc
-            self.done.notify_all()
         self.stop.set()
+        self.close_rings()
+
+    def close_rings(self) -> None:
+        """Wakes every thread waiting in a hand-off (idempotent)."""
+        for ring in (self.records, self.finished, self.out):
+            ring.close()
 
 
 def start_thread(st: EpochState, target: Any, name: str, *args: Any) -> None:
@@ -106,13 +117,13 @@ def shutdown(st: EpochState, join: bool) -> None:
     """Stops the epoch's threads (waiting for them when ``join``); its buffers go back once none is left.
     Idempotent; safe from a finalizer (``join=False``: never blocks)."""
     st.stop.set()
+    st.close_rings()
     if join:
         for t in st.threads:
             if t is not threading.current_thread():
                 t.join(timeout=5)
     with st.done:
         idle = st.live == 0
-        st.done.notify_all()
     if idle:
         _release_buffers(st)
 
@@ -127,7 +138,8 @@ def start_decode_workers(st: EpochState) -> None:
 
 
 def read_stage(st: EpochState) -> None:
-    """Reads records in order and hands them on in chunks of consecutive positions inside one batch."""
+    """Reads records in order and hands them on in chunks of consecutive positions inside one batch; closes the
+    records ring at the end, so the decode workers drain it and leave."""
     stage = st.stats.stages["read"]
     chunk: list[Any] = []
     start, nbytes, n = 0, 0, len(st.plan.indices)
@@ -140,33 +152,34 @@ def read_stage(st: EpochState) -> None:
             nbytes += len(record)
             if len(chunk) == st.chunk or (pos + 1) % st.plan.batch_size == 0 or pos + 1 == n:
                 stage.add(len(chunk), nbytes, time.perf_counter() - t)
-                if not put_until_stopped(st.records, (start, chunk), st.stop, POLL):
-                    return
-                st.stats.sample_queue("records", st.records.qsize(), st.records.maxsize)
+                st.records.put((start, chunk))  # RingClosed once the epoch stops
+                st.stats.sample_queue("records", len(st.records), st.records.capacity)
                 chunk, nbytes = [], 0
                 t = time.perf_counter()
+    except RingClosed:
+        return
     finally:
-        st.read_done.set()  # decode workers leave once the queue is drained
+        st.records.close()
 
 
 def decode_stage(st: EpochState, worker: int) -> None:
-    """Takes chunks, decodes them into their batch's slot, and wakes the consumer when a batch is complete."""
+    """Takes chunks, decodes them into their batch's slot, and announces each batch it completes."""
     stage = st.stats.stages["decode"]
     timed = st.decoder.busy_seconds() is None  # the native kernel measures its own threads' busy time
     if st.worker_init_fn is not None:
         st.worker_init_fn(worker)
     while not st.stop.is_set():
         if worker >= st.decoder.workers(st.tuning.decode_threads, st.plan.batch_size):  # parked by the tuner
-            if st.read_done.is_set():
+            if st.records.closed:
                 return
             st.stop.wait(POLL)
             continue
         try:
             start, records = st.records.get(timeout=POLL)
-        except queue.Empty:
-            if st.read_done.is_set() and st.records.empty():
-                return
+        except TimeoutError:
             continue
+        except RingClosed:  # drained after the reader's end, or stopped
+            return
         t = time.perf_counter()
         batch = start // st.plan.batch_size  # a chunk never crosses a batch boundary
         slot = st.ring.acquire(batch, st.stop)
@@ -177,22 +190,38 @@ def decode_stage(st: EpochState, worker: int) -> None:
         with st.done:
             st.filled[batch] += len(records)
             st.stats.skipped += skipped
-            if st.filled[batch] == st.plan.batch_len(batch):  # wake the consumer once per batch
-                st.done.notify_all()
+            complete = st.filled[batch] == st.plan.batch_len(batch)
+        if complete:
+            st.finished.put(batch)  # capacity >= batches in flight: never waits
 
 
-def wait_filled(st: EpochState, batch: int, wait: float | None) -> bool:
-    """True once every sample of ``batch`` is decoded; False if the epoch failed or stopped, or after ``wait``
-    seconds (None: until then)."""
-    size = st.plan.batch_len(batch)
-    deadline = None if wait is None else time.perf_counter() + wait
-    with st.done:
-        while st.filled[batch] < size and st.error is None and not st.stop.is_set():
-            left = 0.1 if deadline is None else min(0.1, deadline - time.perf_counter())
+class BatchWaiter:
+    """The in-order view of the ``finished`` ring for its one reader (the consumer, or the CUDA transfer thread):
+    batches complete in any order; ``wait(b)`` returns once batch ``b`` has."""
+
+    def __init__(self, st: EpochState) -> None:
+        self.st = st
+        self.complete: set[int] = set()
+
+    def wait(self, batch: int, wait: float | None) -> bool:
+        """True once ``batch`` is complete; False after ``wait`` seconds (None: 0.1 s slices until it is, or the
+        epoch stopped: then False)."""
+        st = self.st
+        deadline = None if wait is None else time.perf_counter() + wait
+        while batch not in self.complete:
+            if st.error is not None:
+                return False
+            left = 0.1 if deadline is None else deadline - time.perf_counter()
             if left <= 0:
                 return False
-            st.done.wait(left)
-        return st.filled[batch] >= size and st.error is None
+            try:
+                self.complete.add(st.finished.get(timeout=min(0.1, left)))
+            except TimeoutError:
+                continue
+            except RingClosed:
+                return False
+        self.complete.discard(batch)
+        return st.error is None
 
 
 def take_batch(st: EpochState, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,13 +242,16 @@ def take_batch(st: EpochState, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def transfer_stage(st: EpochState) -> None:
     """CUDA: copies each complete batch to the device on a side stream, in order."""
-    for batch in range(st.plan.num_batches):
-        while not wait_filled(st, batch, None):
-            if st.error is not None or st.stop.is_set():
-                return
-        images, labels = take_batch(st, batch)
-        sent = st.feeder.copy(images, labels)
-        sent.event.synchronize()  # the pinned buffer may be refilled only once the copy has finished
-        st.ring.release(batch)
-        if not put_until_stopped(st.out, sent, st.stop, POLL):
-            return
+    waiter = BatchWaiter(st)
+    try:
+        for batch in range(st.plan.num_batches):
+            while not waiter.wait(batch, None):
+                if st.error is not None or st.stop.is_set():
+                    return
+            images, labels = take_batch(st, batch)
+            sent = st.feeder.copy(images, labels)
+            sent.event.synchronize()  # the pinned buffer may be refilled only once the copy has finished
+            st.ring.release(batch)
+            st.out.put(sent)
+    except RingClosed:
+        return

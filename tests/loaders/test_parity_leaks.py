@@ -75,7 +75,10 @@ def test_twenty_abandoned_epochs_leave_no_thread_or_process(kind: str) -> None:
     ways = [*WAYS, abandon_by_close] if kind != "torch" else WAYS
     for epoch in range(ABANDONED_EPOCHS):
         ways[epoch % len(ways)](loader)
-        assert settle(baseline) == baseline, f"epoch {epoch} ({ways[epoch % len(ways)].__name__}) left workers"
+        # worker processes (torch's own, and process mode) are joined by torch; on a loaded 2-core machine that
+        # takes longer than a second now and then, so they get two; threads must be gone within one
+        within = 1.0 if kind == "thread" else 2.0
+        assert settle(baseline, within) == baseline, f"epoch {epoch} ({ways[epoch % len(ways)].__name__}) left workers"
 
 
 @pytest.mark.parametrize("kind", KINDS)
