@@ -101,7 +101,6 @@ class DataLoader(torch.utils.data.DataLoader):
         if pipeline is not None and worker_mode == "process":
             raise ValueError("pipeline= runs on threads (its decoding releases the GIL): use worker_mode='thread'")
         self.worker_mode = worker_mode or ("thread" if pipeline is not None else "process")
-        self._generic_run: GenericRun | None = None
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not isinstance(autotune, (bool, AutotuneConfig)):
@@ -164,7 +163,7 @@ class DataLoader(torch.utils.data.DataLoader):
         state = getattr(self.sampler, "state_dict", None)
         if state is None:
             raise TypeError(f"{type(self.sampler).__name__} has no state_dict(): use a DistributedShuffleSampler")
-        run = self._generic_run if self.pipeline is None else None
+        run = self._runtime.generic_run if self.pipeline is None else None
         sampler_state = run.sampler_state(self.sampler) if run is not None else state()
         return {"kind": "dataio.DataLoader", "version": 1, "sampler": sampler_state, "seed": self.seed}
 
@@ -181,8 +180,8 @@ class DataLoader(torch.utils.data.DataLoader):
         generic path: the latest epoch's batches, samples, rates and the consumer's wait for data."""
         stats = self._runtime.stats
         out: dict[str, Any] = stats.summary() if stats is not None else {}
-        if self.pipeline is None and self._generic_run is not None:
-            out.update(self._generic_run.summary())
+        if self.pipeline is None and self._runtime.generic_run is not None:
+            out.update(self._runtime.generic_run.summary())
         reader = getattr(self.dataset, "_reader", None)
         if reader is not None:
             out["io"] = reader.stats()
@@ -217,7 +216,7 @@ class DataLoader(torch.utils.data.DataLoader):
             run = GenericRun.begin(self, self.worker_mode if self.num_workers > 0 else "main")
             persistent = bool(self.persistent_workers and self.num_workers > 0)
             it = GenericEpoch(super().__iter__(), run, self.device, persistent)  # torch's persistent-worker logic
-            self._generic_run = run
+            self._runtime.generic_run = run
         if not self.progress:
             return it
         from tqdm import tqdm

@@ -1,7 +1,8 @@
 """What a :class:`dataio.DataLoader` keeps between epochs, in one object the loader owns.
 
 Iterators come and go (one per epoch, sometimes two at once); the loader's tuned settings, its reusable batch
-buffers, its stats, the native kernel's thread pool and its DALI pipelines outlive them. They live here, so no
+buffers, its stats, the native kernel's thread pool, its DALI pipelines and (generic datasets) the record of the
+latest epoch outlive them. They live here, so no
 iterator writes attributes onto the loader, and two live iterators do not fight over one tuner: the first takes
 the shared :class:`PipelineTuning` (and tunes it), a second one meanwhile runs on a private, fixed copy of the
 current settings.
@@ -31,6 +32,7 @@ class LoaderRuntime:
         self._buffers: BufferPool | None = None
         self._kernel: Any = None
         self._dali: Any = None
+        self.generic_run: Any = None  # generic path: the latest epoch's GenericRun (stats, resume position)
 
     def stats_for(self, stages: list[tuple[str, int]]) -> PipelineStats:
         """The loader's stats (created on first use with these stages)."""
