@@ -43,7 +43,7 @@ __all__ = ["CACHE_COUNTERS", "READER_COUNTERS", "rank_main", "train_run"]
 READER_COUNTERS = ("requests", "fetches", "bytes")
 CACHE_COUNTERS = ("hits", "misses", "downloads", "bytes_downloaded", "evictions", "over_limit", "remote_reads")
 _MEAN, _STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-_HELDOUT: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+_DECODED: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,18 @@ def _pipeline(config: ShuffleExperimentConfig) -> dataio.ImagePipeline:
     )
 
 
-def _heldout(path: str, config: ShuffleExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out set decoded once per process, read through dataio.DataLoader in storage order."""
+def _decoded(path: str, config: ShuffleExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole packed set decoded once per process (for evaluation), read through dataio.DataLoader in storage
+    order."""
     key = (path, config.image_size)
-    if key not in _HELDOUT:
+    if key not in _DECODED:
         with dataio.open_dataset(path) as ds:
             sampler = dataio.DistributedShuffleSampler(ds, "sequential", rank=0, world_size=1)
             loader = dataio.DataLoader(ds, batch_size=256, sampler=sampler, num_workers=1,
                                        pipeline=_pipeline(config), autotune=False)  # fmt: skip
             batches = list(loader)
-        _HELDOUT[key] = (torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]))
-    return _HELDOUT[key]
+        _DECODED[key] = (torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]))
+    return _DECODED[key]
 
 
 def _counters(loader: dataio.DataLoader) -> np.ndarray:
@@ -135,8 +136,10 @@ def train_run(spec: RunSpec, job: GroupJob, hook: AllreduceHook) -> dict[str, An
         ddp = DistributedDataParallel(model)
         hook.install(ddp)
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-        run = _Run(spec, config, ds, sampler, loader, ddp, optimizer, hook,
-                   _heldout(data.heldout, config) if rank == 0 else None)  # fmt: skip
+        evaluate = {}
+        if rank == 0:  # the held-out set, and the whole training set: the objective the theory bounds
+            evaluate = {"heldout": _decoded(data.heldout, config), "full_train": _decoded(path, config)}
+        run = _Run(spec, config, ds, sampler, loader, ddp, optimizer, hook, evaluate)
         started = time.perf_counter()
         epochs = [run.epoch(e) for e in range(config.epochs)]
         record = {
@@ -170,7 +173,7 @@ class _Run:
     ddp: Any
     optimizer: Any
     hook: AllreduceHook
-    heldout: tuple[torch.Tensor, torch.Tensor] | None
+    evaluate: dict[str, tuple[torch.Tensor, torch.Tensor]]  # rank 0: name -> the set to evaluate on
 
     def steps(self, timer: StepTimer) -> torch.Tensor:
         """Trains one epoch of this rank's batches; returns this rank's (summed loss, correct, samples)."""
@@ -213,16 +216,14 @@ class _Run:
         io = torch.from_numpy(_counters(self.loader) - before)
         dist.all_reduce(io)
         seconds = time.perf_counter() - started
-        if dist.get_rank() != 0 or self.heldout is None:
+        if dist.get_rank() != 0:
             return {}
         loss_sum, correct, images_seen = (float(v) for v in sums)
-        heldout_loss, heldout_acc = _evaluate(self.ddp.module, *self.heldout)
-        return {
-            "epoch": epoch,
-            "train_loss": loss_sum / images_seen,
-            "train_accuracy": correct / images_seen,
-            "heldout_loss": heldout_loss,
-            "heldout_accuracy": heldout_acc,
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / images_seen,
+                                  "train_accuracy": correct / images_seen}  # fmt: skip
+        for name, (images, labels) in self.evaluate.items():
+            record[f"{name}_loss"], record[f"{name}_accuracy"] = _evaluate(self.ddp.module, images, labels)
+        return record | {
             "samples": int(images_seen),
             "seconds": seconds,
             "samples_per_s": images_seen / seconds,
