@@ -36,36 +36,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--global-batch", type=positive_int, default=None, help="samples per step over all ranks")
     s.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.05, momentum 0.9)")
     s.add_argument("--shard-size", type=positive_int, default=None, help="pack shard size in bytes")
+    s.add_argument("--max-per-class", type=positive_int, default=None, help="use at most N images per class")
     s.add_argument("--cache-fraction", type=float, default=None, help="cache limit / dataset bytes (default 0.3)")
-    s.add_argument("--report-only", action="store_true", help="write the report from OUT/results.json, run nothing")
+    s.add_argument("--report-only", action="store_true",
+                   help="run nothing: write the report from the runs of this grid finished so far in OUT")  # fmt: skip
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from dataio.experiments.config import ShuffleExperimentConfig
     from dataio.experiments.report import write_report
+    from dataio.experiments.runner import collect_results, run_shuffle_experiment
 
     out = Path(args.out)
     report = Path(args.report) if args.report else out / "report.md"
+    overrides = {
+        "datasets": args.datasets, "orders": args.orders, "modes": args.modes, "world_sizes": args.world_sizes,
+        "seeds": args.seeds, "cache_seeds": args.cache_seeds, "epochs": args.epochs,
+        "global_batch": args.global_batch, "lr": args.lr, "shard_size": args.shard_size,
+        "cache_fraction": args.cache_fraction, "max_per_class": args.max_per_class,
+    }  # fmt: skip
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    config = ShuffleExperimentConfig.quick(**overrides) if args.quick else ShuffleExperimentConfig(**overrides)
     if args.report_only:
-        path = out / "results.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no results yet; run without --report-only first")
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = collect_results(config, out)
+        if not results["runs"]:
+            raise FileNotFoundError(f"{out}: no finished run of this grid; run it without --report-only first")
     else:
-        from dataio.experiments.runner import run_shuffle_experiment
-
-        overrides = {
-            "datasets": args.datasets, "orders": args.orders, "modes": args.modes, "world_sizes": args.world_sizes,
-            "seeds": args.seeds, "cache_seeds": args.cache_seeds, "epochs": args.epochs,
-            "global_batch": args.global_batch, "lr": args.lr, "shard_size": args.shard_size,
-            "cache_fraction": args.cache_fraction,
-        }  # fmt: skip
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        config = ShuffleExperimentConfig.quick(**overrides) if args.quick else ShuffleExperimentConfig(**overrides)
         results = run_shuffle_experiment(config, out, progress=not args.no_progress)
     write_report(results, report)
     print(f"report: {report}")

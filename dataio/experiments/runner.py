@@ -22,7 +22,7 @@ from dataio.experiments.config import RunSpec, ShuffleExperimentConfig
 from dataio.experiments.data import PreparedData, prepare_data
 from dataio.experiments.store import RunStore, write_json
 
-__all__ = ["run_shuffle_experiment"]
+__all__ = ["collect_results", "run_shuffle_experiment"]
 
 
 def _free_port() -> int:
@@ -55,7 +55,7 @@ def run_shuffle_experiment(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Runs the grid's pending runs and returns (and writes to ``out/results.json``) every finished run.
+    """Runs the grid's pending runs and returns (and writes to ``out/results.json``) every finished run of the grid.
 
     Raises:
         ImportError: A dataset's package is missing.
@@ -90,14 +90,27 @@ def run_shuffle_experiment(
             pending = store.pending(specs)
     finally:
         bar.close()
-    results = {
+    results = _results(config, data, store, specs)
+    results["wall_s_this_call"] = time.perf_counter() - started
+    write_json(out / "results.json", results)
+    log(f"{len(results['runs'])}/{len(specs)} runs finished; results in {out / 'results.json'}")
+    return results
+
+
+def _results(
+    config: ShuffleExperimentConfig, data: dict[str, PreparedData], store: RunStore, specs: list[RunSpec]
+) -> dict[str, Any]:
+    return {
         "config": config.as_dict(),
         "digest": config.run_digest(),
         "data": {name: vars(d) | {"train": dict(d.train)} for name, d in data.items()},
         "runs": store.finished(specs),
         "grid_runs": len(specs),
-        "wall_s_this_call": time.perf_counter() - started,
     }
-    write_json(out / "results.json", results)
-    log(f"{len(results['runs'])}/{len(specs)} runs finished; results in {out / 'results.json'}")
-    return results
+
+
+def collect_results(config: ShuffleExperimentConfig, out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The results of the runs of ``config`` finished so far under ``out`` (runs nothing; e.g. while a grid runs)."""
+    out = Path(out)
+    data = {name: prepare_data(name, config, out / "data") for name in config.datasets}
+    return _results(config, data, RunStore(out / "runs", config.run_digest()), config.runs())
