@@ -34,7 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--cache-seeds", type=_csv(int), default=None, help="seeds whose runs read through the cache")
     s.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default 6)")
     s.add_argument("--global-batch", type=positive_int, default=None, help="samples per step over all ranks")
-    s.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.05, momentum 0.9)")
+    s.add_argument("--model", choices=("cnn", "linear"), default=None, help="classifier (default cnn)")
+    s.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.05)")
+    s.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
+    s.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay λ (default 0)")
     s.add_argument("--shard-size", type=positive_int, default=None, help="pack shard size in bytes")
     s.add_argument("--max-per-class", type=positive_int, default=None, help="use at most N images per class")
     s.add_argument("--cache-fraction", type=float, default=None, help="cache limit / dataset bytes (default 0.3)")
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         "datasets": args.datasets, "orders": args.orders, "modes": args.modes, "world_sizes": args.world_sizes,
         "seeds": args.seeds, "cache_seeds": args.cache_seeds, "epochs": args.epochs,
         "global_batch": args.global_batch, "lr": args.lr, "shard_size": args.shard_size,
-        "cache_fraction": args.cache_fraction, "max_per_class": args.max_per_class,
+        "cache_fraction": args.cache_fraction, "max_per_class": args.max_per_class, "model": args.model,
+        "momentum": args.momentum, "weight_decay": args.weight_decay,
     }  # fmt: skip
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = ShuffleExperimentConfig.quick(**overrides) if args.quick else ShuffleExperimentConfig(**overrides)

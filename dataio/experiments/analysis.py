@@ -45,6 +45,13 @@ class Runs:
             r = run["run"]
             self.by_key[(r["dataset"], r["order"], r["mode"], int(r["world_size"]))][int(r["seed"])] = run
 
+    @property
+    def objective(self) -> str:
+        """The training-set objective the runs recorded: ``objective`` (mean loss + λ/2 ‖w‖²), or
+        ``full_train_loss`` in results from before it was recorded."""
+        runs = [r for group in self.by_key.values() for r in group.values()]
+        return "objective" if runs and all("objective" in r["epochs"][-1] for r in runs) else "full_train_loss"
+
     def values(self, key: Key) -> list[dict[str, Any]]:
         return [self.by_key[key][s] for s in sorted(self.by_key.get(key, {}))]
 

@@ -15,13 +15,16 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["DATASETS", "MODES", "ORDERS", "RunSpec", "ShuffleExperimentConfig"]
+__all__ = ["DATASETS", "MODELS", "MODES", "ORDERS", "RunSpec", "ShuffleExperimentConfig"]
 
 #: real labelled image sets that ship inside a Python package (see :mod:`dataio.experiments.data`)
 DATASETS = ("digits", "mnist5k")
 #: pack orders: ``sorted`` as an ImageFolder pack produces it (class after class), ``shuffled`` (``--order shuffled``)
 ORDERS = ("sorted", "shuffled")
 MODES = ("global", "local", "shard", "block", "sequential")
+#: ``cnn``: two convolutions (can fit the training set exactly); ``linear``: softmax regression, with
+#: ``weight_decay`` > 0 a strongly convex finite sum, the setting of the random-reshuffling convergence bounds
+MODELS = ("cnn", "linear")
 
 
 def _ints(name: str, value: Any, minimum: int = 1) -> None:
@@ -70,8 +73,10 @@ class ShuffleExperimentConfig:
         seeds: Seeds of the model initialisation and of the sampler (the held-out split is fixed).
         epochs: Epochs per run (S in the theory).
         global_batch: Samples per optimizer step over all ranks (each rank takes ``global_batch // K``).
+        model: ``cnn`` or ``linear`` (see :data:`MODELS`).
         lr: SGD learning rate (momentum ``momentum``).
         momentum: SGD momentum.
+        weight_decay: SGD weight decay λ; the training objective is then the mean loss + λ/2 ‖w‖².
         stored_size: Side of the JPEGs written to the ImageFolder (the small source images are upscaled to it).
         image_size: Side of the training input (``ImagePipeline`` resizes to it).
         max_per_class: Use at most this many images per class (``None``: all); ``--quick`` shrinks the set.
@@ -96,8 +101,10 @@ class ShuffleExperimentConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     epochs: int = 6
     global_batch: int = 64
+    model: str = "cnn"
     lr: float = 0.05
     momentum: float = 0.9
+    weight_decay: float = 0.0
     stored_size: int = 32
     image_size: int = 16
     max_per_class: int | None = None
@@ -141,7 +148,9 @@ class ShuffleExperimentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
                 raise ValueError(f"{name} must be a number in ({low}, {high}), got {value!r}")
-        for name in ("lr", "momentum"):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        for name in ("lr", "momentum", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -1,4 +1,4 @@
-"""The experiment's classifier: a two-convolution CNN with no batch normalisation.
+"""The experiment's classifiers: a two-convolution CNN with no batch normalisation, or softmax regression.
 
 No BatchNorm on purpose: its statistics are per rank, so with it the same global batch would train differently on
 1 and on 8 ranks. Without it a DDP step is the same function of the global batch at every world size, and the gap
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["DigitNet", "build_digit_net"]
+__all__ = ["DigitNet", "build_model"]
 
 
 class DigitNet(nn.Module):
@@ -31,8 +31,17 @@ class DigitNet(nn.Module):
         return self.head(torch.flatten(self.features(x), 1))
 
 
-def build_digit_net(num_classes: int, image_size: int, seed: int) -> DigitNet:
-    """The model with its initial weights drawn from ``seed`` alone (the global RNG is left as it was)."""
+def build_model(name: str, num_classes: int, image_size: int, seed: int) -> nn.Module:
+    """``"cnn"``: :class:`DigitNet`; ``"linear"``: softmax regression on the pixels. The initial weights are drawn
+    from ``seed`` alone (the global RNG is left as it was).
+
+    Raises:
+        ValueError: An unknown name.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return DigitNet(num_classes, image_size)
+        if name == "cnn":
+            return DigitNet(num_classes, image_size)
+        if name == "linear":
+            return nn.Sequential(nn.Flatten(), nn.Linear(3 * image_size * image_size, num_classes))
+    raise ValueError(f"unknown model {name!r}; choose cnn or linear")

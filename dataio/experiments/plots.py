@@ -31,7 +31,7 @@ def plot_curves(runs: Runs, dataset: str, order: str, path: Path) -> None:
     fig, axes = plt.subplots(len(shown), 2, figsize=(10, 3.6 * len(shown)), squeeze=False)
     for row, k in enumerate(shown):
         for col, (metric, label) in enumerate((("heldout_accuracy", "held-out accuracy"),
-                                               ("full_train_loss", "training-set loss (log)"))):  # fmt: skip
+                                               (runs.objective, "training objective (log)"))):  # fmt: skip
             ax = axes[row][col]
             for mode in runs.axis(2):
                 mean, sd, n = runs.curve((dataset, order, mode, k), metric)
@@ -42,7 +42,7 @@ def plot_curves(runs: Runs, dataset: str, order: str, path: Path) -> None:
                             marker="o", markersize=3)  # fmt: skip
             ax.set_title(f"{dataset}, {order} pack, K={k}: {label}")
             ax.set_xlabel("epoch")
-            if metric.endswith("loss"):
+            if metric == runs.objective:
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -59,7 +59,7 @@ def plot_gaps(runs: Runs, dataset: str, path: Path) -> None:
     fig, axes = plt.subplots(2, len(orders), figsize=(5.2 * len(orders), 7), squeeze=False)
     for col, order in enumerate(orders):
         for row, (metric, scale, label) in enumerate((("heldout_accuracy", 100, "accuracy gap (pp)"),
-                                                      ("full_train_loss", 1, "training-set loss gap"))):  # fmt: skip
+                                                      (runs.objective, 1, "training objective gap"))):  # fmt: skip
             ax = axes[row][col]
             for mode in runs.axis(2):
                 if mode == "global":
@@ -73,7 +73,7 @@ def plot_gaps(runs: Runs, dataset: str, path: Path) -> None:
             ax.axhline(0, color=COLORS["global"], lw=1, ls="--")
             ax.set_xscale("log", base=2)
             ax.set_xticks(ks, [str(k) for k in ks])
-            if metric.endswith("loss"):
+            if metric == runs.objective:
                 ax.set_yscale("symlog", linthresh=0.01)
             ax.set_title(f"{dataset}, {order} pack: {label} vs global")
             ax.set_xlabel("world size K")

@@ -18,6 +18,8 @@ from dataio.experiments.analysis import Runs, gap_to_global, io_summary, mean_sd
 
 __all__ = ["KEEP_MARKER", "render_report", "write_report"]
 
+_MODEL_TEXT = {"cnn": "a 2-conv CNN without BatchNorm", "linear": "softmax regression on the pixels"}
+
 #: everything below this line in an existing report is kept when the report is rewritten
 KEEP_MARKER = "<!-- written by hand below: kept when the report is regenerated -->"
 
@@ -49,8 +51,9 @@ def _setup(results: dict[str, Any], runs: Runs) -> list[str]:
         f"- **Grid**: modes {', '.join(runs.axis(2))}; K ∈ {{{', '.join(map(str, runs.axis(3)))}}} gloo ranks "
         f"(real DDP, one process per rank, 2 CPU cores in all); seeds {', '.join(map(str, c['seeds']))}; "
         f"S = {c['epochs']} epochs; {len(results['runs'])} of {results['grid_runs']} runs finished.",
-        f"- **Training**: a 2-conv CNN without BatchNorm at {c['image_size']} px, SGD lr {c['lr']} momentum "
-        f"{c['momentum']}, global batch {c['global_batch']} split evenly over the K ranks (same steps and learning "
+        f"- **Training**: {_MODEL_TEXT[c.get('model', 'cnn')]} at {c['image_size']} px, SGD lr {c['lr']} momentum "
+        f"{c['momentum']} weight decay {c.get('weight_decay', 0.0)}, global batch {c['global_batch']} split evenly "
+        "over the K ranks (same steps and learning "
         "rate at every K: the elastic modes feed identical global batches at every K).",
         f"- **Modes' parameters**: block: blocks of {c['block_size']} samples, windows of {c['window']} blocks; "
         f"shard: a {c['buffer_size']}-slot shuffle buffer per rank; local: a fixed partition of shards per rank.",
@@ -76,18 +79,18 @@ def _gap_tables(runs: Runs, dataset: str) -> list[str]:
             if mode == "global":
                 acc = [f"{mean_sd(list(runs.final((dataset, order, mode, k), 'heldout_accuracy').values()))[0]:.1%}"
                        for k in ks]  # fmt: skip
-                loss = [f"{mean_sd(list(runs.final((dataset, order, mode, k), 'full_train_loss').values()))[0]:.4f}"
+                loss = [f"{mean_sd(list(runs.final((dataset, order, mode, k), runs.objective).values()))[0]:.4f}"
                         for k in ks]  # fmt: skip
                 acc_rows.append(["global (absolute)", *acc])
                 loss_rows.append(["global (absolute)", *loss])
                 continue
             acc_rows.append([mode, *[gap_to_global(runs, dataset, order, mode, k, "heldout_accuracy").text(100)
                                      for k in ks]])  # fmt: skip
-            loss_rows.append([mode, *[gap_to_global(runs, dataset, order, mode, k, "full_train_loss").text(1, 4)
+            loss_rows.append([mode, *[gap_to_global(runs, dataset, order, mode, k, runs.objective).text(1, 4)
                                       for k in ks]])  # fmt: skip
         lines += [f"**{dataset}, {order} pack: final held-out accuracy, gap to global in percentage points**", ""]
         lines += _table(header, acc_rows)
-        lines += [f"**{dataset}, {order} pack: final training-set loss, gap to global**", ""]
+        lines += [f"**{dataset}, {order} pack: final training objective (whole training set), gap to global**", ""]
         lines += _table(header, loss_rows)
     return lines
 
@@ -97,7 +100,7 @@ def _theory(results: dict[str, Any], runs: Runs, dataset: str) -> list[str]:
     s = results["config"]["epochs"]
     order = runs.axis(1)[0]
     header = ["K", "n", "n/K²", f"S={s} ≪ n? (global)", f"S={s} ≪ n/K²? (local)", "local: accuracy gap (pp)",
-              "local: loss gap", "shard: accuracy gap (pp)"]  # fmt: skip
+              "local: objective gap", "shard: accuracy gap (pp)"]  # fmt: skip
     rows = []
     for row in theory_rows(n, s, runs.axis(3)):
         k = row["k"]
@@ -105,7 +108,7 @@ def _theory(results: dict[str, Any], runs: Runs, dataset: str) -> list[str]:
             k, n, f"{row['n_over_k2']:.0f}", "yes" if row["global_ok"] else "no",
             "yes: gap predicted negligible" if row["local_ok"] else "**no: gap may show**",
             gap_to_global(runs, dataset, order, "local", k, "heldout_accuracy").text(100),
-            gap_to_global(runs, dataset, order, "local", k, "full_train_loss").text(1, 4),
+            gap_to_global(runs, dataset, order, "local", k, runs.objective).text(1, 4),
             gap_to_global(runs, dataset, order, "shard", k, "heldout_accuracy").text(100),
         ])  # fmt: skip
     return [f"**{dataset}, {order} pack** (≪ read as: at most a tenth)", "", *_table(header, rows)]

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 import dataio
 from dataio.experiments.config import RunSpec, ShuffleExperimentConfig
 from dataio.experiments.data import PreparedData
-from dataio.experiments.model import build_digit_net
+from dataio.experiments.model import build_model
 from dataio.experiments.spread import batch_spread
 from dataio.experiments.store import RunStore
 from dataio.train.comm import build_allreduce
@@ -107,6 +107,12 @@ def _evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     return float(F.cross_entropy(logits, labels)), float((logits.argmax(1) == labels).double().mean())
 
 
+def _penalty(model: torch.nn.Module, weight_decay: float) -> float:
+    """λ/2 ‖w‖² over every parameter (SGD's ``weight_decay`` applies to all of them)."""
+    with torch.no_grad():
+        return 0.5 * weight_decay * float(sum((p.double() ** 2).sum() for p in model.parameters()))
+
+
 def train_run(spec: RunSpec, job: GroupJob, hook: AllreduceHook) -> dict[str, Any]:
     """Trains one run on this rank (collective); returns its record (complete on rank 0)."""
     config, data = job.config, job.data[spec.dataset]
@@ -132,10 +138,11 @@ def train_run(spec: RunSpec, job: GroupJob, hook: AllreduceHook) -> dict[str, An
                                    seed=spec.seed, autotune=False)  # fmt: skip
         torch.manual_seed(spec.seed)
         np.random.seed(spec.seed)
-        model = build_digit_net(data.num_classes, config.image_size, spec.seed)
+        model = build_model(config.model, data.num_classes, config.image_size, spec.seed)
         ddp = DistributedDataParallel(model)
         hook.install(ddp)
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)  # fmt: skip
         evaluate = {}
         if rank == 0:  # the held-out set, and the whole training set: the objective the theory bounds
             evaluate = {"heldout": _decoded(data.heldout, config), "full_train": _decoded(path, config)}
@@ -223,6 +230,8 @@ class _Run:
                                   "train_accuracy": correct / images_seen}  # fmt: skip
         for name, (images, labels) in self.evaluate.items():
             record[f"{name}_loss"], record[f"{name}_accuracy"] = _evaluate(self.ddp.module, images, labels)
+        # the objective SGD minimises: what the random-reshuffling bounds are about
+        record["objective"] = record["full_train_loss"] + _penalty(self.ddp.module, self.config.weight_decay)
         return record | {
             "samples": int(images_seen),
             "seconds": seconds,
