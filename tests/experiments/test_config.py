@@ -22,6 +22,8 @@ from dataio.experiments.config import RunSpec, ShuffleExperimentConfig
         ({"lr": float("nan")}, "lr must be a finite number"),
         ({"shard_size": 100}, "shard_size"),
         ({"max_per_class": 1}, "max_per_class"),
+        ({"model": "mlp"}, "model must be one of"),
+        ({"weight_decay": -0.1}, "weight_decay must be a finite number"),
     ],
 )
 def test_invalid_options_are_named(overrides: dict, message: str) -> None:
