@@ -58,10 +58,14 @@ def _setup(results: dict[str, Any], runs: Runs) -> list[str]:
         f"- **Modes' parameters**: block: blocks of {c['block_size']} samples, windows of {c['window']} blocks; "
         f"shard: a {c['buffer_size']}-slot shuffle buffer per rank; local: a fixed partition of shards per rank.",
         f"- **IO**: every rank reads with `dataio.DataLoader` (fast path, `ImagePipeline`, {c['read_threads']} reads "
-        f"in flight, ranges ≤ {c['coalesce_gap']} B apart coalesced); runs of seed(s) "
-        f"{', '.join(map(str, c['cache_seeds']))} on the `{c['orders'][0]}` pack read through the node-local shard "
-        f"cache (`open_dataset(cache_dir=, cache_limit=)`) limited to {c['cache_fraction']:.0%} of the dataset, "
-        "shared by the K ranks.",
+        f"in flight, ranges ≤ {c['coalesce_gap']} B apart coalesced); "
+        + (
+            f"runs of seed(s) {', '.join(map(str, c['cache_seeds']))} on the `{c['orders'][0]}` pack read through the "
+            "node-local shard cache (`open_dataset(cache_dir=, cache_limit=)`) limited to "
+            f"{c['cache_fraction']:.0%} of the dataset, shared by the K ranks."
+            if c["cache_seeds"]
+            else "no run reads through the shard cache."
+        ),
         "- **Error bars**: ± sample standard deviation over seeds. A gap to global is paired by seed (same initial "
         "weights) and marked * when it is more than two standard errors from 0.",
         "",
@@ -175,8 +179,9 @@ def write_report(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
                 figures[name] = f"{path.stem}_{name}.png"
             plot_gaps(runs, dataset, path.with_name(f"{path.stem}_{dataset}-gaps.png"))
             figures[f"{dataset}-gaps"] = f"{path.stem}_{dataset}-gaps.png"
-            plot_io(runs, dataset, first_order, ks[-1], path.with_name(f"{path.stem}_{dataset}-io.png"))
-            figures[f"{dataset}-io"] = f"{path.stem}_{dataset}-io.png"
+            if any(r.get("cache_limit") for r in results["runs"]):  # the figure is about the cache
+                plot_io(runs, dataset, first_order, ks[-1], path.with_name(f"{path.stem}_{dataset}-io.png"))
+                figures[f"{dataset}-io"] = f"{path.stem}_{dataset}-io.png"
     text = render_report(results, figures)
     kept = ""
     if path.exists():
