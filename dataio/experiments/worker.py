@@ -6,7 +6,9 @@ the same processes; keeping the processes across runs only saves their start-up 
 seconds per process). torch runs single-threaded and the loader's batches do not depend on thread timing, so the
 same seed gives the same losses and accuracies bit for bit.
 
-Per epoch, rank 0 records: training loss and accuracy (over all ranks), held-out loss and accuracy, samples/s and
+Per epoch, rank 0 records: training loss and accuracy (over all ranks, during the epoch), loss and accuracy of the
+final model on the held-out set and on the whole training set, the training objective (that loss + λ/2 ‖w‖²: what
+the reshuffling bounds are about), samples/s and
 the step-time split (the harness's :class:`~dataio.train.steptime.StepTimer`), the IO every rank caused (the
 reader's requests, fetches and bytes; the shard cache's hits, misses and downloads), and how spread the batches
 were (distinct shards per rank batch and per global batch, distinct labels per global batch).
