@@ -30,6 +30,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _num(value: float, spec: str) -> str:
+    """``value`` formatted, or "–" when it was not measured (nan)."""
+    return "–" if value != value else format(value, spec)
+
+
 def _steady(run: dict[str, Any], metric: str) -> float:
     epochs = run["epochs"][1:] if len(run["epochs"]) > 1 else run["epochs"]
     return float(np.mean([e[metric] for e in epochs]))
@@ -135,9 +140,10 @@ def _io(runs: Runs, dataset: str) -> list[str]:
             speed = [f"{np.mean([_steady(r, 'samples_per_s') for r in group]):.0f}" if group else "–"
                      for group in (plain, cached)]  # fmt: skip
             rows.append([
-                mode, k, f"{io['fetches_per_sample']:.2f}", f"{io['read_amplification']:.2f}",
-                f"{io['downloaded_per_epoch']:.2f}", f"{io['hit_rate']:.0%}", f"{io['shards_per_rank_batch']:.1f}",
-                f"{io['shards_per_global_batch']:.1f}", f"{io['labels_per_global_batch']:.1f}", *speed,
+                mode, k, _num(io["fetches_per_sample"], ".2f"), _num(io["read_amplification"], ".2f"),
+                _num(io["downloaded_per_epoch"], ".2f"), _num(io["hit_rate"], ".0%"),
+                _num(io["shards_per_rank_batch"], ".1f"), _num(io["shards_per_global_batch"], ".1f"),
+                _num(io["labels_per_global_batch"], ".1f"), *speed,
             ])  # fmt: skip
     return _table(header, rows)
 
