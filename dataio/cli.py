@@ -27,6 +27,7 @@ COMMANDS = {
     "shuffle-stats": "dataio.commands.shuffle_stats",
     "cache": "dataio.commands.cache",
     "train": "dataio.commands.train",
+    "experiment": "dataio.commands.experiment",
 }
 
 
