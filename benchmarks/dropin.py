@@ -26,30 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np
 import torch
 import torch.utils.data as tud
 from common import RESULTS, machine, markdown_table, synth_set
+from loader_parts import FolderDataset as JpegFolder  # ImageFolder + PIL train transforms, the usual way
 
 import dataio
-from dataio.loaders.reference import ReferencePipeline
-
-
-class JpegFolder(tud.Dataset):
-    """``torchvision.datasets.ImageFolder`` + train transforms, written the usual way."""
-
-    def __init__(self, root: Path, size: int) -> None:
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-        self.items = [(p, i) for i, c in enumerate(classes) for p in sorted((root / c).glob("*.JPEG"))]
-        self.transform = ReferencePipeline(train=True, size=size)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path, label = self.items[i]
-        image, _ = self.transform({"image": path.read_bytes(), "label": label}, np.random.default_rng(i))
-        return image, label
 
 
 def epoch_rate(loader: tud.DataLoader) -> float:

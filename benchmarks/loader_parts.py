@@ -78,23 +78,21 @@ def _work(ds, pipe, count: int, seed: int):
     return run, kernel
 
 
-def single_thread_rate(ds, pipe, count: int = 384, seed: int = 0) -> float:
-    """Images/s of one thread doing the loader's decode work (wall clock)."""
+def _timed(ds, pipe, count: int, seed: int, clock) -> float:
     run, kernel = _work(ds, pipe, count, seed)
-    t = time.perf_counter()
+    t = clock()
     run()
-    dt = time.perf_counter() - t
+    dt = clock() - t
     if kernel is not None:
         kernel.close()
-    return count / dt
+    return dt
+
+
+def single_thread_rate(ds, pipe, count: int = 384, seed: int = 0) -> float:
+    """Images/s of one thread doing the loader's decode work (wall clock)."""
+    return count / _timed(ds, pipe, count, seed, time.perf_counter)
 
 
 def single_thread_cpu(ds, pipe, count: int = 384, seed: int = 0) -> float:
     """CPU seconds per image of the same work (``process_time``: every thread of this process, the kernel's too)."""
-    run, kernel = _work(ds, pipe, count, seed)
-    t = time.process_time()
-    run()
-    dt = time.process_time() - t
-    if kernel is not None:
-        kernel.close()
-    return dt / count
+    return _timed(ds, pipe, count, seed, time.process_time) / count
