@@ -10,8 +10,9 @@ processes, exactly) or from :class:`~dataio.loaders.threaded.ThreadedIterator` (
   :meth:`GenericRun.sampler_state` reports the position after the last *delivered* batch instead, and
   ``load_state_dict`` then resumes exactly with the next batch (batches yielded in sampler order, i.e.
   ``in_order=True``);
-- ``device=``: tensors moved to that device (``non_blocking``: asynchronous when they come pinned, i.e. with
-  ``pin_memory=True``).
+- ``device=``: tensors moved to that device one batch ahead, on a side CUDA stream (asynchronous when they come
+  pinned, i.e. with ``pin_memory=True``): batch ``i + 1`` is copied while the training loop works on batch
+  ``i``; the consumer's stream waits on the copy's event and the tensors are marked with ``record_stream``.
 
 Nothing here holds the inner iterator beyond the wrapper itself, so dropping the wrapper drops the epoch.
 """
@@ -131,8 +132,13 @@ class GenericEpoch(Iterator[Any]):
         self._persistent = persistent
         dev = torch.device(device) if device is not None else None
         self._device = dev if dev is not None and dev.type != "cpu" else None
+        self._stream = torch.cuda.Stream(self._device) if self._device is not None and dev.type == "cuda" else None
+        self._ahead: tuple[Any, Any, Any, float] | None = None  # (host batch, device batch, copy event, wait)
+        self._exhausted = False
 
     def __next__(self) -> Any:
+        if self._stream is not None:
+            return self._next_prefetched()
         t0 = time.perf_counter()
         try:
             batch = next(self._inner)
@@ -141,6 +147,38 @@ class GenericEpoch(Iterator[Any]):
             raise
         self._run.delivered(batch, time.perf_counter() - t0)
         return to_device(batch, self._device) if self._device is not None else batch
+
+    def _fetch_and_copy(self) -> tuple[Any, Any, Any, float] | None:
+        """The next batch from the workers, its copy to the device started on the side stream (None at the end)."""
+        if self._exhausted:
+            return None
+        t0 = time.perf_counter()
+        try:
+            batch = next(self._inner)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        waited = time.perf_counter() - t0
+        with torch.cuda.stream(self._stream):
+            moved = to_device(batch, self._device)
+            event = torch.cuda.Event()
+            event.record(self._stream)
+        return batch, moved, event, waited
+
+    def _next_prefetched(self) -> Any:
+        current = self._ahead if self._ahead is not None else self._fetch_and_copy()
+        if current is None:
+            self._run.finished = True
+            raise StopIteration
+        self._ahead = self._fetch_and_copy()  # batch i + 1 is copied while the caller works on batch i
+        host, moved, event, waited = current
+        stream = torch.cuda.current_stream(self._device)
+        stream.wait_event(event)
+        for leaf in _leaves(moved):
+            if isinstance(leaf, torch.Tensor) and leaf.is_cuda:
+                leaf.record_stream(stream)  # the caching allocator must not reuse it while that stream may read it
+        self._run.delivered(host, waited)
+        return moved
 
     def __iter__(self) -> GenericEpoch:
         return self

@@ -86,3 +86,18 @@ def test_device_copy(mode: str) -> None:
     batches = drain(iter(loader))
     assert all(b["x"].device.type == device and b["name"][0].startswith("s") for b in batches)
     assert torch.cat([b["x"][:, 0].cpu() for b in batches]).tolist() == list(range(10))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_prefetch_keeps_order_values_and_the_resume_position(packed: Path) -> None:
+    ds = dataio.open_dataset(packed)
+    kw = {"batch_size": 5, "num_workers": 2, "shuffle_mode": "global", "seed": 3,
+          "collate_fn": lambda b: torch.tensor([s["label"] for s in b])}  # fmt: skip
+    cpu = [b.tolist() for b in dataio.DataLoader(ds, worker_mode="thread", **kw)]
+    loader = dataio.DataLoader(ds, worker_mode="thread", device="cuda", pin_memory=True, **kw)
+    it = iter(loader)
+    first = [next(it) for _ in range(3)]  # batch 4 is already being copied: it is not "delivered" yet
+    assert all(b.is_cuda for b in first) and [b.tolist() for b in first] == cpu[:3]
+    assert loader.state_dict()["sampler"]["consumed"] == 15
+    assert [b.tolist() for b in it] == cpu[3:]
