@@ -25,6 +25,8 @@ Factory = Callable[..., Any]
 def make(request: pytest.FixtureRequest) -> Factory:
     """``make(capacity, kind)`` for one implementation. The native one is skipped when the extension is not
     built, except in CI (``CI=true``), where a missing extension is a failure."""
+    if request.param == "native" and request.config.getoption("--no-native"):
+        pytest.skip("--no-native: the Python rings only")
     if request.param == "native" and not NATIVE_RINGS:
         if os.environ.get("CI") == "true":
             pytest.fail("dataio._native.Ring is not built (CI=true requires the extension)")
