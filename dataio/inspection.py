@@ -210,7 +210,8 @@ def _read_index(ds: ShardDataset, report: VerifyReport) -> dict[str, list[Any]] 
 
 
 def _check_index(ds: ShardDataset, records: list[list[_Record]], report: VerifyReport) -> None:
-    """Every row of the Parquet index must name its sample's shard, position, offset, length, key and label."""
+    """Every row of the Parquet index must name its sample's shard, position, offset, length, key and label, and
+    a label must be -1 (unlabelled) or a class of the manifest."""
     columns = _read_index(ds, report)
     if columns is None:
         return
@@ -219,6 +220,8 @@ def _check_index(ds: ShardDataset, records: list[list[_Record]], report: VerifyR
     if n != len(ds):
         report.problems.append(f"{where}: {n} rows for {len(ds)} samples")
         return
+    classes = ds.manifest.classes
+    nclasses = len(classes) if classes is not None else None
     problems = []
     for i in range(n):
         shard, pos = ds.locate(i)
@@ -237,6 +240,9 @@ def _check_index(ds: ShardDataset, records: list[list[_Record]], report: VerifyR
                 problems.append(
                     f"{where}: row {i} (shard {shard} position {pos}) disagrees with the shard: {', '.join(wrong)}"
                 )
+        label = row["label"]
+        if nclasses is not None and isinstance(label, int) and not -1 <= label < nclasses:
+            problems.append(f"{where}: row {i} has label {label}, outside -1 … {nclasses - 1} (the manifest's classes)")
         if len(problems) >= _MAX_INDEX_PROBLEMS:
             problems.append(f"{where}: stopping after {_MAX_INDEX_PROBLEMS} index problems")
             break

@@ -207,3 +207,13 @@ def test_a_record_that_does_not_decode_under_its_schema_is_reported(
     assert not report.ok
     (line,) = report.problems  # the record, reported once (not again as an index row)
     assert "shards/s.dio" in line and "sample 2" in line and "decode" in line and repr(field) in line
+
+
+def test_a_label_outside_the_manifests_classes_is_reported(packed_copy: Path) -> None:
+    """Record and index agree, but the label names no class: the manifest lists one class fewer."""
+    doc = _manifest(packed_copy)
+    top = len(doc["classes"]) - 1
+    _edit_manifest(packed_copy, lambda d: d.update(classes=d["classes"][:top]))
+    report = verify_dataset(packed_copy)
+    labelled = [p for p in report.problems if f"has label {top}" in p]
+    assert labelled and len(labelled) == len(report.problems), report.problems
