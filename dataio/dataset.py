@@ -207,7 +207,11 @@ class ShardDataset(torch.utils.data.Dataset):
             yield from iter_records(stream, self.manifest.schema, index, entry.path)
 
     def index_table(self) -> Any:
-        """The Parquet sample index as a ``pyarrow.Table`` (key, label, shard, position, offset, length)."""
+        """The Parquet sample index as a ``pyarrow.Table`` (key, label, shard, position, offset, length).
+
+        Raises:
+            ChecksumError: the file's sha256 differs from the manifest's ``index_sha256`` (when recorded).
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -215,8 +219,10 @@ class ShardDataset(torch.utils.data.Dataset):
         # of arrow's pool threads, and releasing a Python-owned buffer there takes the GIL, which at interpreter
         # exit ends that thread with a forced unwind through C++ code: "terminate called without an active
         # exception" (seen in 3-8 of 20 runs of `dataio verify` with pyarrow 26; apache/arrow#34314).
+        data = self.store.read(self.manifest.index_path)
+        self.manifest.check_index_bytes(data, self.store.url(self.manifest.index_path))
         sink = pa.BufferOutputStream()
-        sink.write(self.store.read(self.manifest.index_path))
+        sink.write(data)
         data = pa.BufferReader(sink.getvalue())
         return pq.read_table(data, use_threads=False, pre_buffer=False)
 

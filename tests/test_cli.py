@@ -50,6 +50,20 @@ def test_verify_ok_then_catches_a_corrupted_byte(packed_copy: Path) -> None:
     assert f"{path}: sha256 differs" in bad.stderr and "FAILED: 2 problems" in bad.stdout
 
 
+def test_verify_notes_an_unchecked_index_and_fails_on_a_changed_one(packed_copy: Path) -> None:
+    manifest = packed_copy / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc.pop("index_sha256")  # as written before pack recorded it
+    manifest.write_text(json.dumps(doc))
+    old = dataio("verify", str(packed_copy))
+    assert old.returncode == 0 and "OK" in old.stdout, old.stderr
+    assert "note: index.parquet: the manifest records no index_sha256" in old.stderr
+    doc["index_sha256"] = "0" * 64
+    manifest.write_text(json.dumps(doc))
+    bad = dataio("verify", str(packed_copy))
+    assert bad.returncode == 1 and "index.parquet: sha256 differs" in bad.stderr and "note:" not in bad.stderr
+
+
 def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     out = dataio("info", str(tmp_path))
     assert out.returncode == 2

@@ -8,7 +8,10 @@ import sys
 from dataio.commands._common import add_storage_options, storage_options
 
 NAME = "verify"
-HELP = "check every checksum and the manifest/shard/index consistency; non-zero exit on any problem"
+HELP = (
+    "check every checksum, the manifest against every shard and the Parquet index against the shards, and that "
+    "every sample decodes; non-zero exit on any problem (docs/format.md: what verify guarantees)"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     report = verify_dataset(args.dataset, storage_options(args), threads=args.threads)
     for line in report.problems:
         print(line, file=sys.stderr)
+    for line in report.notes:
+        print(f"note: {line}", file=sys.stderr)
     status = "OK" if report.ok else f"FAILED: {len(report.problems)} problems"
     print(f"verified {report.shards} shards, {report.samples} samples, {report.bytes / 1e6:.1f} MB: {status}")
     return 0 if report.ok else 1

@@ -7,12 +7,13 @@ without a manifest is unfinished and a manifest never points at a missing or hal
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataio.errors import ManifestError, VersionError
+from dataio.errors import ChecksumError, ManifestError, VersionError
 from dataio.format.schema import Schema
 
 __all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ShardEntry", "check_relative_path"]
@@ -74,6 +75,8 @@ class Manifest:
         shards: Shards in global sample order (sample ids count through shard 0, then shard 1, …).
         classes: Class names (index = label) or ``None``.
         index_path: Relative path of the Parquet sample index.
+        index_sha256: sha256 (hex) of the Parquet index file, or ``None`` in manifests written before it was
+            recorded (such an index is read unchecked; ``dataio verify`` says so).
         skipped: ``{"path", "reason"}`` dicts for source files left out by ``--on-error skip``.
         extra: Free-form, JSON-serialisable provenance (pack options, source kind, writer version).
     """
@@ -84,9 +87,13 @@ class Manifest:
     index_path: str = "index.parquet"
     skipped: tuple[dict[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    index_sha256: str | None = None
 
     def __post_init__(self) -> None:
         check_relative_path(self.index_path, "index path")
+        sha = self.index_sha256
+        if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha)):
+            raise ManifestError(f"index_sha256 must be 64 lowercase hex digits, got {self.index_sha256!r}")
         paths = [s.path for s in self.shards]
         if len(set(paths)) != len(paths):
             raise ManifestError("manifest lists a shard path twice")
@@ -99,8 +106,19 @@ class Manifest:
     def total_bytes(self) -> int:
         return sum(s.size for s in self.shards)
 
+    def check_index_bytes(self, data: bytes | memoryview, where: str | None = None) -> None:
+        """Raises :class:`ChecksumError` naming the index file if ``data`` is not the index this manifest recorded.
+
+        A manifest without ``index_sha256`` (written before it was recorded) accepts any bytes.
+        """
+        if self.index_sha256 is not None and hashlib.sha256(data).hexdigest() != self.index_sha256:
+            raise ChecksumError(
+                f"{where or self.index_path}: sha256 differs from the manifest's index_sha256 "
+                "(the sample index is corrupt or was replaced)",
+            )
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
             "num_samples": self.num_samples,
@@ -111,6 +129,9 @@ class Manifest:
             "skipped": [dict(s) for s in self.skipped],
             "extra": self.extra,
         }
+        if self.index_sha256 is not None:  # absent, not null, when unknown: older manifests round-trip unchanged
+            doc["index_sha256"] = self.index_sha256
+        return doc
 
     def dumps(self) -> bytes:
         """Deterministic JSON bytes (sorted keys) of the manifest."""
@@ -144,6 +165,7 @@ class Manifest:
                 index_path=doc.get("index", "index.parquet"),
                 skipped=tuple({"path": str(s["path"]), "reason": str(s["reason"])} for s in doc.get("skipped", [])),
                 extra=dict(doc.get("extra") or {}),
+                index_sha256=doc.get("index_sha256"),
             )
         except ManifestError as exc:
             raise ManifestError(f"{where}: {exc}") from None

@@ -151,7 +151,8 @@ def _run(
         bar.close()
 
 
-def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult]) -> None:
+def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult]) -> str:
+    """Writes the Parquet sample index; returns its sha256 (hex) for the manifest."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -175,7 +176,9 @@ def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult])
     table = pa.table({k: pa.array(v, type=types[k]) for k, v in cols.items()})
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    store.write_bytes(INDEX_NAME, buf.getvalue())
+    data = buf.getvalue()
+    store.write_bytes(INDEX_NAME, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _clean(store: Store, keep: set[str]) -> None:
@@ -235,7 +238,7 @@ def pack(
     if bad:
         lines = "\n".join(f"  {p}: {why}" for p, why in bad)
         raise PackError(f"{len(bad)} unreadable images (rerun with --on-error skip to leave them out):\n{lines}", bad)
-    _write_index(store, jobs, results)
+    index_sha256 = _write_index(store, jobs, results)
     skipped = tuple((p, why) for r in results for p, why in r.skipped)
     manifest = Manifest(
         schema=IMAGE_SCHEMA,
@@ -246,6 +249,7 @@ def pack(
         ),
         classes=tuple(cls) if cls is not None else None,
         index_path=INDEX_NAME,
+        index_sha256=index_sha256,
         skipped=tuple({"path": p, "reason": why} for p, why in skipped),
         extra={"plan_hash": plan_hash, "source_kind": kind, "pack_options": options.byte_options()},
     )
