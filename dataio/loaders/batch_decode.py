@@ -103,9 +103,10 @@ class NativeDecoder:
 
     name = "cpu-native"
 
-    def __init__(self, pipeline: Any, kernel: Any) -> None:
+    def __init__(self, pipeline: Any, kernel: Any, owns_threads: bool = True) -> None:
         self.pipeline = pipeline
         self.kernel = kernel
+        self.owns_threads = owns_threads  # False: another live iterator of the loader tunes the shared kernel
 
     def chunk(self, batch_size: int, threads: int) -> int:
         return batch_size  # one kernel call per batch
@@ -116,7 +117,7 @@ class NativeDecoder:
         return min(8, max(2, -(-2 * threads // max(1, batch_size))))
 
     def set_threads(self, threads: int) -> None:
-        if threads != self.kernel.threads:
+        if self.owns_threads and threads != self.kernel.threads:
             self.kernel.set_threads(threads)
 
     def busy_seconds(self) -> float:

@@ -72,32 +72,15 @@ class FastIterator:
             return PipelineTuning(workers, max(2, prefetch * workers), batch_bytes, reader, loader.autotune_config)
 
         tuning = runtime.lease_tuning(make_tuning)
-        if pipeline.native:
-            decoder: Any = NativeDecoder(pipeline, runtime.image_kernel(tuning.decode_threads))
-            decoder.set_threads(tuning.decode_threads)
-        else:
-            decoder = PythonDecoder(pipeline)
-        pool = runtime.buffer_pool((plan.batch_size, *shape), cap=tuning.max_prefetch + 2)
-        ring = BatchRing(tuning.max_prefetch, plan.batch_size, shape, feeder.cuda, tuning.prefetch, pool)
-        tuning.start_epoch(ring)
-        stats = runtime.stats_for([("read", 1), ("decode", tuning.decode_threads)])
-        stats.extra.update(backend=decoder.name, device=str(feeder.device))
-        stats.autotune = tuning.summary
-        chunk = decoder.chunk(plan.batch_size, workers)
-        queued = max(2 * plan.batch_size // chunk, prefetch * plan.batch_size // chunk)
-        mean = torch.tensor(pipeline.mean, dtype=torch.float32).view(3, 1, 1)
-        std = torch.tensor(pipeline.std, dtype=torch.float32).view(3, 1, 1)
-        self._st = st = EpochState(
-            ds=ds, pipeline=pipeline, plan=plan, decoder=decoder, tuning=tuning, ring=ring, feeder=feeder,
-            stats=stats, records=make_ring(queued, "mpmc"), finished=make_ring(tuning.max_prefetch + 1, "mpmc"),
-            out=make_ring(prefetch, "spsc"), chunk=chunk,
-            on_error=loader.on_error, worker_init_fn=loader.worker_init_fn,
-            scale=1.0 / (255.0 * std), shift=-mean / std, filled=[0] * plan.num_batches,
-        )
+        try:
+            self._st = st = _epoch_state(loader, plan, tuning, feeder, shape)
+        except BaseException:
+            runtime.return_tuning(tuning)  # the lease must not outlive a failed start
+            raise
         self.timeout = float(loader.timeout or 0)
         self.next_batch = 0
         self._waiter = BatchWaiter(st)
-        self._busy_seen = decoder.busy_seconds() or 0.0
+        self._busy_seen = st.decoder.busy_seconds() or 0.0
         self._closed = False
         self._finalizer = weakref.finalize(self, _finish, st, runtime, False)
         start_thread(st, read_stage, "read")
@@ -190,6 +173,36 @@ class FastIterator:
         self._closed = True
         shutdown(self._st, join=True)
         self._finalizer()
+
+
+def _epoch_state(
+    loader: Any, plan: Any, tuning: PipelineTuning, feeder: DeviceFeeder, shape: tuple[int, ...]
+) -> EpochState:
+    """The epoch's decoder, batch ring, hand-off rings and stats, over the loader's runtime."""
+    runtime, pipeline = loader.runtime, loader.pipeline
+    workers, prefetch = max(1, int(loader.num_workers)), int(loader.prefetch_factor or 2)
+    if pipeline.native:  # only the iterator holding the loader's tuning sets the shared kernel's thread count
+        kernel = runtime.image_kernel(tuning.decode_threads)
+        decoder: Any = NativeDecoder(pipeline, kernel, owns_threads=runtime.holds(tuning))
+        decoder.set_threads(tuning.decode_threads)
+    else:
+        decoder = PythonDecoder(pipeline)
+    pool = runtime.buffer_pool((plan.batch_size, *shape), cap=tuning.max_prefetch + 2)
+    ring = BatchRing(tuning.max_prefetch, plan.batch_size, shape, feeder.cuda, tuning.prefetch, pool)
+    tuning.start_epoch(ring)
+    stats = runtime.stats_for([("read", 1), ("decode", tuning.decode_threads)])
+    stats.extra.update(backend=decoder.name, device=str(feeder.device))
+    stats.autotune = tuning.summary
+    chunk = decoder.chunk(plan.batch_size, workers)
+    queued = max(2 * plan.batch_size // chunk, prefetch * plan.batch_size // chunk)
+    mean = torch.tensor(pipeline.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(pipeline.std, dtype=torch.float32).view(3, 1, 1)
+    return EpochState(
+        ds=loader.dataset, pipeline=pipeline, plan=plan, decoder=decoder, tuning=tuning, ring=ring, feeder=feeder,
+        stats=stats, records=make_ring(queued, "mpmc"), finished=make_ring(tuning.max_prefetch + 1, "mpmc"),
+        out=make_ring(prefetch, "spsc"), chunk=chunk, on_error=loader.on_error, worker_init_fn=loader.worker_init_fn,
+        scale=1.0 / (255.0 * std), shift=-mean / std, filled=[0] * plan.num_batches,
+    )
 
 
 def _finish(st: EpochState, runtime: Any, join: bool) -> None:

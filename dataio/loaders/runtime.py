@@ -51,6 +51,10 @@ class LoaderRuntime:
                 return self._tuning
             return self._tuning.fixed_copy()
 
+    def holds(self, tuning: PipelineTuning) -> bool:
+        """Whether ``tuning`` is the loader's shared tuning (not a private copy)."""
+        return tuning is self._tuning
+
     def return_tuning(self, tuning: PipelineTuning) -> None:
         """An iterator is done with ``tuning`` (its lease ends; a private copy is simply dropped)."""
         with self._lock:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import dataio
+from dataio.loaders import native
 from dataio.loaders.dali_pipeline import dali_available
 
 
@@ -107,6 +108,21 @@ def test_two_live_iterators_each_get_the_epoch_and_their_own_tuning(packed: Path
     c = iter(loader)  # both ended: the loader's tuning is free again
     assert c._st.tuning is a._st.tuning
     c.close()
+
+
+@pytest.mark.skipif(not native.AVAILABLE, reason="dataio._native is not built")
+def test_a_second_live_iterator_leaves_the_kernels_threads_to_the_first(packed: Path) -> None:
+    loader = _loader(packed, pipeline=dataio.ImagePipeline(train=True, size=32, native=True))
+    a = iter(loader)
+    next(a)
+    a._st.tuning.decode_threads = 3  # as the tuner of the first iterator might set it
+    a._st.decoder.set_threads(3)
+    b = iter(loader)  # a private fixed copy of the settings (3 threads)...
+    b._st.tuning.decode_threads = 1  # ...whatever it holds, it must not move the shared kernel
+    for _ in b:
+        pass
+    assert loader.runtime.image_kernel(1).threads == 3
+    a.close()
 
 
 @pytest.mark.skipif(not dali_available(), reason="needs nvidia-dali")
