@@ -143,9 +143,7 @@ class NativeDecoder:
                 st.scale_list, st.shift_list,
             )
             failed.extend(int(ok[j]) for j, r in enumerate(result) if r is not None)
-            labels = st.ring.labels[slot]
-            for i in ok.tolist():
-                labels[int(rows[i])] = _label(samples[i])
+            st.ring.labels[slot][torch.from_numpy(rows[ok])] = torch.tensor([_label(samples[i]) for i in ok.tolist()])
             st.ring.valid[slot][rows[ok]] = True
         skipped = 0
         for i in sorted(failed):
