@@ -236,6 +236,10 @@ static PyObject *Kernel_run(Kernel *self, PyObject *args, PyObject *kwds) {
     PyObject *seq = PySequence_Fast(data, "data must be a sequence of bytes-like objects");
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > (1 << 24)) {
+        Py_DECREF(seq);
+        return PyErr_Format(PyExc_ValueError, "a batch of %zd images is over the limit of %d", n, 1 << 24);
+    }
     Batch b;
     memset(&b, 0, sizeof(b));
     Py_buffer box_v, flip_v, row_v, out_v;
