@@ -41,7 +41,7 @@ def _load_epoch(ds: object, workers: int) -> int:
     stats = loader.stats()
     print(
         _line("load", n, stats["stages"]["read"]["bytes"], time.perf_counter() - t)
-        + f"  (DataLoader: 224 px train batches; {stats['verdict'].split(':')[0]})"
+        + f"  (DataLoader: 224 px train batches, {stats['backend']}; {stats['verdict'].split(':')[0]})"
     )
     return n
 
