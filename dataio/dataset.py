@@ -7,6 +7,7 @@ is checked against the sample's CRC-32 before it is decoded.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -16,11 +17,14 @@ import numpy as np
 import torch.utils.data
 
 from dataio._forksafe import on_fork_child
+from dataio.errors import ChecksumError
 from dataio.format.manifest import MANIFEST_NAME, Manifest
 from dataio.format.shard import FOOTER_SIZE, ShardIndex, check_record, iter_records, parse_index
 from dataio.storage import RangeReader, RetryPolicy, Store, open_store
 
 __all__ = ["ShardDataset", "open_dataset"]
+
+log = logging.getLogger(__name__)
 
 _OPTIONS = ("verify", "threads", "coalesce_gap", "retry", "cache_dir", "cache_limit")
 
@@ -125,8 +129,37 @@ class ShardDataset(torch.utils.data.Dataset):
         path = self.manifest.shards[shard].path
         data = self.store.read_range(path, offset, length)
         if self.verify:
-            check_record(data, int(sindex.crcs[pos]), path, pos, offset)
+            data = self._checked(data, path, pos, offset, length, int(sindex.crcs[pos]))
         return data
+
+    def _checked(self, data: bytes, path: str, pos: int, offset: int, length: int, crc: int) -> bytes:
+        """``data`` if it passes its CRC. A corrupt record served from the node cache makes the cache drop that
+        shard's copy and download it again (sha256-verified) once; the error names both copies if that fails.
+
+        Raises:
+            ChecksumError: The record is corrupt (and, with a cache, the fresh download too).
+        """
+        try:
+            check_record(data, crc, path, pos, offset)
+            return data
+        except ChecksumError as exc:
+            invalidate = getattr(self.store, "invalidate", None)
+            if invalidate is None:
+                raise
+            cached = invalidate(path)
+            log.warning("corrupt record %d of %s in the node cache (%s): copy dropped, downloading it again",
+                        pos, path, cached)
+            data = self.store.read_range(path, offset, length)
+            try:
+                check_record(data, crc, path, pos, offset)
+            except ChecksumError as again:
+                raise ChecksumError(
+                    f"{again} (the cached copy {cached} was corrupt too, and was deleted; the shard downloaded again "
+                    f"matches the manifest's sha256, so the remote shard's record index or data is wrong: run "
+                    f"`dataio verify` on the dataset)",
+                    shard=path, position=pos,
+                ) from exc
+            return data
 
     @property
     def reader(self) -> RangeReader:
@@ -168,7 +201,8 @@ class ShardDataset(torch.utils.data.Dataset):
         for s, p, data in zip(shards.tolist(), positions.tolist(), self.reader.read_many(requests()), strict=True):
             if self.verify:
                 sindex = self._indexes[s]
-                check_record(data, int(sindex.crcs[p]), self.manifest.shards[s].path, p, int(sindex.offsets[p]))
+                off, length = sindex.record_range(p)
+                data = self._checked(data, self.manifest.shards[s].path, p, off, length, int(sindex.crcs[p]))
             yield data
 
     def get_many(self, indices: Iterable[int]) -> Iterator[dict[str, Any]]:

@@ -44,6 +44,7 @@ _ENGINES: weakref.WeakSet[CacheEngine] = weakref.WeakSet()
 class _Open:
     fd: int
     refs: int = 0
+    stale: bool = False  # invalidated while threads were reading it: closed when the last one releases it
 
 
 class CacheEngine:
@@ -143,7 +144,37 @@ class CacheEngine:
     def release(self, entry: _Open) -> None:
         with self.lock:
             entry.refs -= 1
+            if entry.stale and entry.refs == 0:
+                REGISTRY.close(entry.fd)
             self._trim_open()
+
+    def invalidate(self, path: str) -> str:
+        """Drops the cached copy of shard ``path`` (a read found it corrupt): unpinned here and deleted under
+        its download lock, so the next read downloads (and sha256-verifies) it again. Threads still reading
+        the old copy finish on their open descriptor. Returns the deleted copy's path (for error messages)."""
+        self.check()
+        spec = self.specs[path]
+        final = self.layout.data_path(spec.name)
+        bad_inode = None
+        with self.lock:
+            entry = self._open.pop(path, None)
+            if entry is not None:
+                bad_inode = os.fstat(entry.fd).st_ino  # the copy we read
+                if entry.refs == 0:
+                    REGISTRY.close(entry.fd)
+                else:
+                    entry.stale = True
+            self.counts["invalidated"] += 1
+        got = open_locked(self.layout.download_lock(spec.name), True, create=True, stop=self.stop)
+        if got is None:  # pragma: no cover - create=True never returns None
+            raise OSError(f"cannot lock {self.layout.download_lock(spec.name)}")
+        try:  # another process may have replaced that copy already: a fresh one stays
+            with contextlib.suppress(FileNotFoundError):
+                if bad_inode is None or os.stat(final).st_ino == bad_inode:
+                    os.unlink(final)
+        finally:
+            REGISTRY.close(got[0])
+        return final
 
     def _trim_open(self, keep: int | None = None) -> None:
         excess = len(self._open) - (self.options.max_open if keep is None else keep)

@@ -9,6 +9,9 @@ Guarantees, for every process and rank sharing ``cache_dir`` on a node:
 
 * each shard is downloaded once at a time per node (a per-shard flock), and only a copy whose size and
   sha256 match the manifest is ever visible (temp file + ``os.replace``);
+* a cached copy that a read later finds corrupt (a record failing its CRC: the node's disk) is dropped by
+  that read and downloaded again, once (:meth:`CachedStore.invalidate`, called by ``ShardDataset``); if the
+  fresh copy fails too, the error names the cached file and the remote shard;
 * a killed process leaves no lock behind (flocks die with it); its temp files are deleted by the next
   process that makes room, its published order is ignored and deleted;
 * a shard in use is never evicted: a process pins (shared flock) the ``max_open`` shards it read last, and
@@ -61,6 +64,7 @@ class CacheStats:
         over_limit: Downloads that had to exceed the limit (all other shards in use, or a shard > limit).
         errors: Failed prefetches (each raised by the next read of its shard).
         remote_reads: Reads of a shard's index or footer passed to the remote (that shard was not cached).
+        invalidated: Cached copies dropped because a read found them corrupt (then downloaded again).
     """
 
     reads: int = 0
@@ -76,6 +80,7 @@ class CacheStats:
     over_limit: int = 0
     errors: int = 0
     remote_reads: int = 0
+    invalidated: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,6 +246,13 @@ class CachedStore(Store):
             ValueError: a path that is not a shard of the manifest.
         """
         self._engine.set_order(paths)
+
+    def invalidate(self, path: str) -> str:
+        """Drops the cached copy of shard ``path`` after a read found it corrupt; the next read downloads it
+        again (sha256-verified). Returns the cached file's path, for the error message if that fails too."""
+        if path not in self._engine.specs:
+            raise StorageError(f"{self.url(path)} is not a shard of this dataset's cache")
+        return self._engine.invalidate(path)
 
     def wait_prefetched(self, timeout: float | None = None) -> bool:
         """Waits until the prefetch threads have nothing left to do at the current position (everything
