@@ -189,6 +189,18 @@ def _clean(store: Store, keep: set[str]) -> None:
             store.delete(path)
 
 
+def _check_output(output: str | os.PathLike[str]) -> None:
+    """A local output must be a directory (or not exist yet): say so before any work, not with a traceback."""
+    out = os.fspath(output)
+    if "://" in out:
+        return
+    for parent in (Path(out), *Path(out).parents):
+        if parent.exists() and not parent.is_dir():
+            raise PackError(f"output {out}: {parent} is a file, not a directory; give a directory path (it is created)")
+        if parent.exists():
+            return
+
+
 def pack(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -219,6 +231,7 @@ def pack(
     """
     options = options or PackOptions()
     t0 = time.perf_counter()
+    _check_output(output)
     items, cls, kind = collect_items(source, labels=labels, synsets=synsets, classes=classes)
     _check_unique(items)
     items = order_items(items, options)

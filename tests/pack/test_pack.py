@@ -220,3 +220,12 @@ def test_bad_options_are_refused() -> None:
         PackOptions(order="random")
     with pytest.raises(ValueError, match="quality"):
         PackOptions(quality=0)
+
+
+def test_an_output_path_that_is_a_file_is_refused_clearly(synth_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"not a directory")
+    for output in (target, target / "sub"):
+        with pytest.raises(PackError, match=r"out\.bin is a file, not a directory"):
+            pack(synth_dir, output)
+    assert target.read_bytes() == b"not a directory"  # untouched
