@@ -17,7 +17,7 @@ import numpy as np
 import torch.utils.data
 
 from dataio._forksafe import on_fork_child
-from dataio.errors import ChecksumError
+from dataio.errors import ChecksumError, FormatError
 from dataio.format.manifest import MANIFEST_NAME, Manifest
 from dataio.format.shard import FOOTER_SIZE, ShardIndex, check_record, iter_records, parse_index
 from dataio.storage import RangeReader, RetryPolicy, Store, open_store
@@ -245,6 +245,8 @@ class ShardDataset(torch.utils.data.Dataset):
 
         Raises:
             ChecksumError: the file's sha256 differs from the manifest's ``index_sha256`` (when recorded).
+            FormatError: the file is not readable Parquet (e.g. truncated, in a dataset packed before the
+                manifest recorded the index's checksum).
         """
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -257,8 +259,14 @@ class ShardDataset(torch.utils.data.Dataset):
         self.manifest.check_index_bytes(data, self.store.url(self.manifest.index_path))
         sink = pa.BufferOutputStream()
         sink.write(data)
-        data = pa.BufferReader(sink.getvalue())
-        return pq.read_table(data, use_threads=False, pre_buffer=False)
+        try:
+            return pq.read_table(pa.BufferReader(sink.getvalue()), use_threads=False, pre_buffer=False)
+        except (pa.ArrowException, OSError) as exc:
+            url = self.store.url(self.manifest.index_path)
+            raise FormatError(
+                f"{url}: not a readable Parquet index ({exc}); `dataio verify` checks the whole dataset, and packing "
+                f"it again rewrites the index"
+            ) from exc
 
     @property
     def labels(self) -> np.ndarray:

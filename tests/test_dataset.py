@@ -90,3 +90,18 @@ def test_unsupported_options_are_refused_not_ignored(packed: Path) -> None:
     with pytest.raises(ValueError, match="storage_options apply to URLs"):
         open_dataset(packed, storage_options={"anon": True})
     assert open_dataset(packed, verify=False)[0] == open_dataset(packed)[0]
+
+
+def test_a_truncated_index_without_a_recorded_checksum_names_the_file(packed_copy: Path) -> None:
+    import json
+
+    from dataio.errors import FormatError
+
+    manifest = json.loads((packed_copy / "manifest.json").read_text())
+    manifest.pop("index_sha256", None)  # a dataset packed before the manifest recorded the index's checksum
+    (packed_copy / "manifest.json").write_text(json.dumps(manifest))
+    index = packed_copy / "index.parquet"
+    index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
+    ds = open_dataset(packed_copy)
+    with pytest.raises(FormatError, match=r"index\.parquet: not a readable Parquet index"):
+        ds.index_table()
