@@ -4,9 +4,11 @@ Sizes come from the manifest, so reading a dataset needs only ranged GETs: no li
 Writes are staged in a local temporary file and uploaded in one ``put_file`` call: object stores publish an
 object only once its upload completes, so no reader sees a torn shard.
 
-Every read goes through one :class:`~dataio.storage.retry.RetryPolicy`. The client libraries' own retry loops
-are switched off by default for S3 (s3fs ``retries = 1``, botocore ``total_max_attempts=1``) so that a failing
-request is retried by one policy with one budget, not by three nested ones (a retry storm).
+Every request — ranged reads, uploads, sizes, listings and deletes — goes through one
+:class:`~dataio.storage.retry.RetryPolicy`. The client libraries' own retry loops are switched off by default for
+S3 (s3fs ``retries = 1``, botocore ``total_max_attempts=1``) so that a failing request is retried by one policy
+with one budget, not by three nested ones (a retry storm). An upload is retried whole, from its staged file:
+a cut-off upload never publishes an object, and a repeated one replaces it with the same bytes.
 
 The filesystem client (its connection pool, and for async backends such as s3fs an event-loop thread) belongs
 to the process that made it: a forked child (a torch DataLoader worker) drops the inherited one and connects
@@ -24,7 +26,7 @@ from typing import Any, BinaryIO
 from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
-from dataio.storage.retry import RetryPolicy, call_with_retry
+from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
 
 __all__ = ["EXTRAS", "FsspecStore"]
 
@@ -34,6 +36,12 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "s3a": ("s3fs", "s3"),
     "oss": ("ossfs", "oss"),
 }
+
+#: What to do when an upload fails for a whole retry budget: nothing was published, and pack resumes.
+UPLOAD_FIX = (
+    "nothing was published under that name; check the endpoint and the network, then run the same command "
+    "again (pack reuses every shard already uploaded), or pass a RetryPolicy with a longer budget"
+)
 
 
 def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -134,12 +142,12 @@ class FsspecStore(Store):
     def url(self, path: str) -> str:
         return f"{self._url}/{path}"
 
-    def _call(self, fn: Any, where: str) -> Any:
+    def _call(self, fn: Any, where: str, fix: str = RETRY_FIX) -> Any:
         def count(_: BaseException) -> None:
             self.retries += 1
 
         try:
-            return call_with_retry(fn, self._retry, lambda: where, on_retry=count)
+            return call_with_retry(fn, self._retry, lambda: where, on_retry=count, fix=fix)
         except Exception as exc:
             if isinstance(exc, StorageError):
                 raise
@@ -158,7 +166,7 @@ class FsspecStore(Store):
         return self._call(lambda: self._fs.cat_file(self._path(path)), self.url(path))
 
     def size(self, path: str) -> int:
-        return int(self._fs.size(self._path(path)))
+        return int(self._call(lambda: self._fs.size(self._path(path)), self.url(path)))
 
     def exists(self, path: str) -> bool:
         # A one-byte ranged GET, not HEAD/listing: it is what every object store answers the same way (ossfs'
@@ -171,12 +179,13 @@ class FsspecStore(Store):
 
     def delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._fs.rm_file(self._path(path))
+            self._call(lambda: self._fs.rm_file(self._path(path)), f"{self.url(path)} (delete)")
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self._prefix
+        where = f"{self.url(prefix) if prefix else self._url} (listing)"
         try:
-            entries = self._fs.ls(base, detail=True)
+            entries = self._call(lambda: self._fs.ls(base, detail=True), where)
         except FileNotFoundError:
             return []
         except (OSError, RuntimeError):
@@ -194,7 +203,12 @@ class FsspecStore(Store):
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f
-            self._fs.put_file(tmp, self._path(path))
+            nbytes = os.path.getsize(tmp)
+            self._call(
+                lambda: self._fs.put_file(tmp, self._path(path)),
+                f"{self.url(path)} (upload of {nbytes} bytes)",
+                fix=UPLOAD_FIX,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

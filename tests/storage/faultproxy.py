@@ -4,9 +4,18 @@ Put it between an S3 client and a server (point the client's ``endpoint_url`` at
 to test retries against real sockets: ``tc netem`` is not available here, so latency is added in user space.
 Per request the proxy waits ``latency`` seconds, then with probability ``fail_rate`` answers a well-formed S3
 ``503 Slow Down`` (keep-alive), with probability ``reset_rate`` resets the connection (``SO_LINGER 0`` then
-close sends an RST), with probability ``stall_rate`` holds the request without answering for ``stall_s``
-seconds (a server that hangs: the client's read timeout fires), and otherwise forwards the request and
-relays the response byte for byte (``Content-Length``, chunked and read-until-close bodies).
+close sends an RST) at the point ``reset_at`` names, with probability ``stall_rate`` holds the request without
+answering for ``stall_s`` seconds (a server that hangs: the client's read timeout fires), and otherwise forwards
+the request and relays the response byte for byte (``Content-Length``, chunked and read-until-close bodies).
+
+Reset points (``reset_at``), for the message that carries the body (the request of a PUT/POST with a body,
+else the response):
+
+* ``"request"``: the request is not forwarded; the client connection is reset (the default).
+* ``"headers"``: the request is forwarded and answered upstream; the client is reset before any byte of the
+  answer (a PUT then has taken effect on the server while its client saw a reset).
+* ``"mid-body"``: half of the body's bytes (as framed on the wire) pass, then both connections are reset.
+* ``"last-byte"``: every byte of the body but the last passes, then both connections are reset.
 
 One thread per client connection (daemon threads; every socket has a timeout and the proxy's stop event
 wakes every wait), each keeping one keep-alive connection to the upstream. :meth:`stop` closes everything.
@@ -26,7 +35,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-__all__ = ["FaultProxy", "ProxyCounters"]
+__all__ = ["RESET_POINTS", "FaultProxy", "ProxyCounters"]
+
+RESET_POINTS = ("request", "headers", "mid-body", "last-byte")
 
 _SLOW_DOWN_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -78,12 +89,13 @@ class FaultProxy:
         latency: Seconds added before each request is handled.
         fail_rate: Probability of answering ``503 Slow Down`` instead of forwarding.
         reset_rate: Probability of resetting the client connection instead of forwarding.
+        reset_at: Where a reset cuts the exchange: ``"request"``, ``"headers"``, ``"mid-body"`` or ``"last-byte"``.
         stall_rate: Probability of never answering (for ``stall_s`` seconds, then closing).
         stall_s: How long a stalled request is held.
         seed: Seed of the fault draws.
         timeout: Socket timeout (idle keep-alive connections, upstream answers).
 
-    The rates and ``latency`` are plain attributes and may be changed while the proxy runs.
+    The rates, ``reset_at`` and ``latency`` are plain attributes and may be changed while the proxy runs.
     """
 
     def __init__(
@@ -94,17 +106,21 @@ class FaultProxy:
         latency: float = 0.0,
         fail_rate: float = 0.0,
         reset_rate: float = 0.0,
+        reset_at: str = "request",
         stall_rate: float = 0.0,
         stall_s: float = 30.0,
         seed: int = 0,
         timeout: float = 60.0,
     ) -> None:
+        if reset_at not in RESET_POINTS:
+            raise ValueError(f"reset_at must be one of {RESET_POINTS}, got {reset_at!r}")
         if upstream_host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"FaultProxy forwards to loopback only, not {upstream_host!r}")
         self.upstream = (upstream_host, int(upstream_port))
         self.latency = latency
         self.fail_rate = fail_rate
         self.reset_rate = reset_rate
+        self.reset_at = reset_at
         self.stall_rate = stall_rate
         self.stall_s = stall_s
         self.timeout = timeout
@@ -236,10 +252,11 @@ class FaultProxy:
                 if draw < self.fail_rate:
                     self._send_slow_down(client, request)
                     continue
-                if draw < self.fail_rate + self.reset_rate:
+                cut = draw < self.fail_rate + self.reset_rate
+                if cut and self.reset_at == "request":
                     self._reset(client)
                     return
-                if draw < self.fail_rate + self.reset_rate + self.stall_rate:
+                if not cut and draw < self.fail_rate + self.reset_rate + self.stall_rate:
                     with self._lock:
                         self.counters.stalls += 1
                     self._stop.wait(self.stall_s)
@@ -256,6 +273,12 @@ class FaultProxy:
                     up_reader = upstream.makefile("rb", buffering=_CHUNK)
                     with self._lock:
                         self._conns.add(upstream)
+                if cut:
+                    with contextlib.suppress(_Closed, OSError, ValueError):
+                        self._forward_cut(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
+                    self._reset(client)
+                    self._reset(upstream, count=False)  # the upstream must not wait for the rest either
+                    return
                 try:
                     keep = self._forward(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
                 except (_Closed, OSError, ValueError):
@@ -314,6 +337,30 @@ class FaultProxy:
         wants_close = "close" in request.headers.get("connection", "").lower()
         return not closes and not wants_close
 
+    def _forward_cut(
+        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: _Message, body: bytes
+    ) -> None:
+        """Relays one exchange up to the point ``reset_at`` names; the caller then resets both connections."""
+        where = self.reset_at
+        if body and where in ("mid-body", "last-byte"):  # an upload: cut its body on the way to the server
+            sent = request.head + body[: _cut_point(len(body), where)]
+            upstream.sendall(sent)
+            with self._lock:
+                self.counters.bytes_up += len(sent)
+            return
+        upstream.sendall(request.head + body)
+        response = _read_head(up_reader)
+        while 100 <= int(response.start.split(" ", 2)[1]) < 200:
+            response = _read_head(up_reader)
+        if where == "headers":
+            return
+        method = request.start.split(" ", 1)[0].upper()
+        wire = b"" if method == "HEAD" else b"".join(_iter_body(up_reader, response))
+        sent = response.head + wire[: _cut_point(len(wire), where)]
+        client.sendall(sent)
+        with self._lock:
+            self.counters.bytes_down += len(sent)
+
     def _send_slow_down(self, client: socket.socket, request: _Message) -> None:
         with self._lock:
             self.counters.injected_503 += 1
@@ -338,12 +385,19 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             client.sendall(head + body)
 
-    def _reset(self, client: socket.socket) -> None:
-        with self._lock:
-            self.counters.resets += 1
-        with contextlib.suppress(OSError):
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    def _reset(self, sock: socket.socket | None, *, count: bool = True) -> None:
+        if count:
+            with self._lock:
+                self.counters.resets += 1
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         # The caller's ``finally`` closes the socket: with linger 0 that sends RST instead of FIN.
+
+
+def _cut_point(size: int, where: str) -> int:
+    """Bytes of a ``size``-byte body that pass before a reset at ``where`` (``mid-body`` or ``last-byte``)."""
+    return size // 2 if where == "mid-body" else max(0, size - 1)
 
 
 def _readline(reader: BinaryIO) -> bytes:
@@ -430,11 +484,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--fail-rate", type=float, default=0.0)
     ap.add_argument("--reset-rate", type=float, default=0.0)
+    ap.add_argument("--reset-at", choices=RESET_POINTS, default="request")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     host, _, port = args.upstream.rpartition(":")
     proxy = FaultProxy(
-        host, int(port), latency=args.latency, fail_rate=args.fail_rate, reset_rate=args.reset_rate, seed=args.seed
+        host,
+        int(port),
+        latency=args.latency,
+        fail_rate=args.fail_rate,
+        reset_rate=args.reset_rate,
+        reset_at=args.reset_at,
+        seed=args.seed,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
