@@ -18,6 +18,7 @@ again on its first call; a pickled copy connects on unpickling.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,27 @@ UPLOAD_FIX = (
     "nothing was published under that name; check the endpoint and the network, then run the same command "
     "again (pack reuses every shard already uploaded), or pass a RetryPolicy with a longer budget"
 )
+
+_STREAM_CHUNK = 4 << 20
+
+
+class _RangeStream(io.RawIOBase):
+    """A read-only stream of one object over :meth:`FsspecStore.read_range` (so every piece is retried)."""
+
+    def __init__(self, store: FsspecStore, path: str, size: int) -> None:
+        self._store, self._path, self._size, self._pos = store, path, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._store.read_range(self._path, self._pos, n)
+        buffer[:n] = data
+        self._pos += n
+        return n
 
 
 def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +236,8 @@ class FsspecStore(Store):
                 os.unlink(tmp)
 
     def open_stream(self, path: str) -> BinaryIO:
-        return self._fs.open(self._path(path), "rb")
+        """Sequential reads as ranged reads of ``_STREAM_CHUNK`` bytes, each retried by the policy."""
+        return io.BufferedReader(_RangeStream(self, path, self.size(path)), _STREAM_CHUNK)  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self._url, "storage_options": self._options, "retry": self._retry}

@@ -96,7 +96,8 @@ def test_pack_uploads_survive_resets(
     where: str,
 ) -> None:
     """Every upload of a pack (shards, progress records, index, manifest) is retried by dataio's policy; an
-    upload cut half-way or one byte short never leaves a torn object: the packed dataset reads back exact."""
+    upload cut half-way or one byte short never leaves a torn object: the packed dataset reads back exact, and
+    a rerun's checks of the finished shards (streamed reads) ride through the same faults."""
     px = proxy(seaweed, reset_rate=0.25, reset_at=where, seed=2)
     url = f"s3://{bucket}/ds"
     options = seaweed.s3_storage_options(endpoint=px.endpoint)
@@ -107,3 +108,6 @@ def test_pack_uploads_survive_resets(
         assert list(ds.read_records(range(len(ds)))) == local_records
     fs = s3fs.S3FileSystem(**seaweed.s3_storage_options())
     assert not [p for p in fs.find(bucket) if "dataio-upload" in p]  # no staging names leaked to the store
+    # A rerun through the same faults checks (streams) every shard and reuses it.
+    again = pack(synth_dir, url, PackOptions(shard_size=SHARD_SIZE), storage_options=options)
+    assert again.reused_shards == again.num_shards == report.num_shards
