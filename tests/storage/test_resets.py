@@ -72,13 +72,15 @@ def test_proxy_cuts_uploads_on_the_way_to_the_server(
 
 
 @pytest.mark.parametrize("where", POINTS)
+@pytest.mark.parametrize("kind", ["s3", "oss"])
 def test_reads_survive_resets(
-    s3_dataset: RemoteDataset, proxy: ProxyFactory, local_records: list[bytes], where: str
+    kind: str, request: pytest.FixtureRequest, proxy: ProxyFactory, local_records: list[bytes], where: str
 ) -> None:
+    remote: RemoteDataset = request.getfixturevalue(f"{kind}_dataset")
     # One request in five is cut (seed 5 cuts the first one); every read must still return the right bytes.
-    px = proxy(s3_dataset.server, reset_rate=0.2, reset_at=where, seed=5)
+    px = proxy(remote.server, reset_rate=0.2, reset_at=where, seed=5)
     n = len(local_records)
-    with open_dataset(s3_dataset.url, storage_options=s3_dataset.via(px), threads=4, retry=FAST_RETRY) as ds:
+    with open_dataset(remote.url, storage_options=remote.via(px), threads=4, retry=FAST_RETRY) as ds:
         assert [ds.read_record(i) for i in range(n)] == local_records  # one request per sample
         assert list(ds.read_records(range(n - 1, -1, -1))) == local_records[::-1]  # coalesced ranged reads
         retries = ds.store.retries  # type: ignore[attr-defined]
