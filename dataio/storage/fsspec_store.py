@@ -41,7 +41,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
 #: What to do when an upload fails for a whole retry budget: nothing was published, and pack resumes.
 UPLOAD_FIX = (
     "nothing was published under that name; check the endpoint and the network, then run the same command "
-    "again (pack reuses every shard already uploaded), or pass a RetryPolicy with a longer budget"
+    "again (pack reuses every shard already uploaded), or give it a longer retry budget (dataio pack "
+    "--retry-budget SECONDS, pack(retry=RetryPolicy(budget=...)))"
 )
 
 _STREAM_CHUNK = 4 << 20

@@ -93,6 +93,7 @@ class FaultProxy:
         stall_rate: Probability of never answering (for ``stall_s`` seconds, then closing).
         stall_s: How long a stalled request is held.
         seed: Seed of the fault draws.
+        methods: HTTP methods faults apply to (``None``: all); other requests are always forwarded.
         timeout: Socket timeout (idle keep-alive connections, upstream answers).
 
     The rates, ``reset_at`` and ``latency`` are plain attributes and may be changed while the proxy runs.
@@ -111,6 +112,7 @@ class FaultProxy:
         stall_s: float = 30.0,
         seed: int = 0,
         timeout: float = 60.0,
+        methods: frozenset[str] | None = None,
     ) -> None:
         if reset_at not in RESET_POINTS:
             raise ValueError(f"reset_at must be one of {RESET_POINTS}, got {reset_at!r}")
@@ -124,6 +126,7 @@ class FaultProxy:
         self.stall_rate = stall_rate
         self.stall_s = stall_s
         self.timeout = timeout
+        self.methods = methods
         self.counters = ProxyCounters()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -247,6 +250,8 @@ class FaultProxy:
                 with self._lock:
                     self.counters.requests += 1
                     draw = self._rng.random()
+                if self.methods is not None and request.start.split(" ", 1)[0].upper() not in self.methods:
+                    draw = 1.0  # no fault for this method
                 if self.latency > 0 and self._stop.wait(self.latency):
                     return
                 if draw < self.fail_rate:

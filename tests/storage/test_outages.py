@@ -8,6 +8,10 @@ outage is scaled down with the policy (times ÷ 10: 3 s of connection refused ag
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -144,3 +148,26 @@ def test_default_policy_survives_a_30s_server_outage(tmp_path: Path, packed: Pat
         store.close()
     finally:
         server.stop()
+
+
+def test_cli_pack_upload_failure_is_one_clear_line(
+    seaweed: SeaweedServer, bucket: str, proxy: ProxyFactory, synth_dir: Path
+) -> None:
+    """Every upload (PUT) is reset while reads pass: ``dataio pack`` retries each for its budget, then exits 2
+    with one line naming the shard, its size and the fix — no traceback, no credentials."""
+    px = proxy(seaweed, reset_rate=1.0, methods=frozenset({"PUT"}))
+    options = json.dumps(seaweed.s3_storage_options(endpoint=px.endpoint))
+    cmd = [sys.executable, "-m", "dataio", "pack", str(synth_dir), f"s3://{bucket}/ds", "--shard-size", "400000"]
+    cmd += ["--no-progress", "--retry-budget", "1", "--storage-options", options]
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert re.match(
+        rf"dataio pack: error: s3://{bucket}/ds/shards/shard-00000\.dio \(upload of \d+ bytes\): giving up after "
+        r"\d+ attempts in 1\.\d s; last error: .*run the same command again .*--retry-budget SECONDS",
+        lines[0],
+    ), lines[0]
+    assert CREDENTIALS[1] not in done.stderr and CREDENTIALS[1] not in done.stdout
+    assert px.counters.resets >= 2, px.counters
