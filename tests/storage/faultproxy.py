@@ -31,9 +31,10 @@ import random
 import socket
 import struct
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
+
+from tests.storage.httpwire import CHUNK, Closed, Message, iter_body, read_head, read_request_body
 
 __all__ = ["RESET_POINTS", "FaultProxy", "ProxyCounters"]
 
@@ -44,13 +45,6 @@ _SLOW_DOWN_BODY = (
     b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
     b"<Resource>%s</Resource><RequestId>faultproxy-%d</RequestId></Error>"
 )
-_MAX_LINE = 64 * 1024
-_MAX_HEADERS = 200
-_CHUNK = 256 * 1024
-
-
-class _Closed(Exception):
-    """The peer closed the connection (or the proxy is stopping)."""
 
 
 @dataclass
@@ -71,13 +65,6 @@ class ProxyCounters:
     @property
     def bytes(self) -> int:
         return self.bytes_up + self.bytes_down
-
-
-@dataclass
-class _Message:
-    head: bytes  # start line + headers + CRLF CRLF, exactly as received (Expect removed from requests)
-    start: str
-    headers: dict[str, str]  # lower-case names; last value wins
 
 
 class FaultProxy:
@@ -233,19 +220,19 @@ class FaultProxy:
     def _serve(self, client: socket.socket) -> None:
         upstream: socket.socket | None = None
         up_reader: BinaryIO | None = None
-        reader = client.makefile("rb", buffering=_CHUNK)
+        reader = client.makefile("rb", buffering=CHUNK)
         try:
             while not self._stop.is_set():
                 try:
-                    request = _read_head(reader)
-                except (_Closed, OSError, ValueError):
+                    request = read_head(reader)
+                except (Closed, OSError, ValueError):
                     return
                 try:
                     if "100-continue" in request.headers.get("expect", "").lower():
                         # Answered here (the client then sends its body); not forwarded (SigV4 never signs Expect).
                         client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    body = _read_request_body(reader, request)
-                except (_Closed, OSError, ValueError):
+                    body = read_request_body(reader, request)
+                except (Closed, OSError, ValueError):
                     return
                 with self._lock:
                     self.counters.requests += 1
@@ -275,18 +262,18 @@ class FaultProxy:
                         self._send_bad_gateway(client)
                         return
                     upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    up_reader = upstream.makefile("rb", buffering=_CHUNK)
+                    up_reader = upstream.makefile("rb", buffering=CHUNK)
                     with self._lock:
                         self._conns.add(upstream)
                 if cut:
-                    with contextlib.suppress(_Closed, OSError, ValueError):
+                    with contextlib.suppress(Closed, OSError, ValueError):
                         self._forward_cut(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
                     self._reset(client)
                     self._reset(upstream, count=False)  # the upstream must not wait for the rest either
                     return
                 try:
                     keep = self._forward(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
-                except (_Closed, OSError, ValueError):
+                except (Closed, OSError, ValueError):
                     with self._lock:
                         self.counters.upstream_errors += 1
                     # The upstream broke mid-exchange: the client sees its connection closed, as with a real one.
@@ -308,14 +295,14 @@ class FaultProxy:
                 self._threads.discard(threading.current_thread())
 
     def _forward(
-        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: _Message, body: bytes
+        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: Message, body: bytes
     ) -> bool:
         """Sends one request upstream and relays its response; returns whether both sides stay open."""
         upstream.sendall(request.head + body)
         with self._lock:
             self.counters.bytes_up += len(request.head) + len(body)
         while True:
-            response = _read_head(up_reader)
+            response = read_head(up_reader)
             status = int(response.start.split(" ", 2)[1])
             client.sendall(response.head)
             sent = len(response.head)
@@ -328,7 +315,7 @@ class FaultProxy:
         no_body = method == "HEAD" or status in (204, 304)
         closes = "close" in response.headers.get("connection", "").lower()
         if not no_body:
-            for piece in _iter_body(up_reader, response):
+            for piece in iter_body(up_reader, response):
                 client.sendall(piece)
                 sent += len(piece)
             if "content-length" not in response.headers and "chunked" not in response.headers.get(
@@ -343,7 +330,7 @@ class FaultProxy:
         return not closes and not wants_close
 
     def _forward_cut(
-        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: _Message, body: bytes
+        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: Message, body: bytes
     ) -> None:
         """Relays one exchange up to the point ``reset_at`` names; the caller then resets both connections."""
         where = self.reset_at
@@ -354,19 +341,19 @@ class FaultProxy:
                 self.counters.bytes_up += len(sent)
             return
         upstream.sendall(request.head + body)
-        response = _read_head(up_reader)
+        response = read_head(up_reader)
         while 100 <= int(response.start.split(" ", 2)[1]) < 200:
-            response = _read_head(up_reader)
+            response = read_head(up_reader)
         if where == "headers":
             return
         method = request.start.split(" ", 1)[0].upper()
-        wire = b"" if method == "HEAD" else b"".join(_iter_body(up_reader, response))
+        wire = b"" if method == "HEAD" else b"".join(iter_body(up_reader, response))
         sent = response.head + wire[: _cut_point(len(wire), where)]
         client.sendall(sent)
         with self._lock:
             self.counters.bytes_down += len(sent)
 
-    def _send_slow_down(self, client: socket.socket, request: _Message) -> None:
+    def _send_slow_down(self, client: socket.socket, request: Message) -> None:
         with self._lock:
             self.counters.injected_503 += 1
             n = self.counters.injected_503
@@ -403,76 +390,6 @@ class FaultProxy:
 def _cut_point(size: int, where: str) -> int:
     """Bytes of a ``size``-byte body that pass before a reset at ``where`` (``mid-body`` or ``last-byte``)."""
     return size // 2 if where == "mid-body" else max(0, size - 1)
-
-
-def _readline(reader: BinaryIO) -> bytes:
-    line = reader.readline(_MAX_LINE + 1)
-    if not line:
-        raise _Closed
-    if len(line) > _MAX_LINE:
-        raise ValueError("header line too long")
-    return line
-
-
-def _read_head(reader: BinaryIO) -> _Message:
-    """Reads a start line and headers; drops ``Expect`` from requests (the proxy reads bodies itself)."""
-    start = _readline(reader)
-    while start in (b"\r\n", b"\n"):  # tolerated stray CRLF between messages (RFC 9112 §2.2)
-        start = _readline(reader)
-    lines = [start]
-    headers: dict[str, str] = {}
-    for _ in range(_MAX_HEADERS):
-        line = _readline(reader)
-        if line in (b"\r\n", b"\n"):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        key = name.strip().lower()
-        headers[key] = value.strip()
-        if key == "expect" and not start.startswith(b"HTTP/"):
-            continue
-        lines.append(line)
-    else:
-        raise ValueError("too many header lines")
-    lines.append(b"\r\n")
-    return _Message(b"".join(lines), start.decode("latin-1").strip(), headers)
-
-
-def _read_request_body(reader: BinaryIO, request: _Message) -> bytes:
-    return b"".join(_iter_body(reader, request, until_close=False))
-
-
-def _read_exactly(reader: BinaryIO, count: int) -> Iterator[bytes]:
-    """Yields exactly ``count`` bytes of ``reader`` in pieces; :class:`_Closed` if the peer closes first."""
-    while count:
-        piece = reader.read(min(count, _CHUNK))
-        if not piece:
-            raise _Closed
-        count -= len(piece)
-        yield piece
-
-
-def _iter_body(reader: BinaryIO, message: _Message, until_close: bool = True) -> Iterator[bytes]:
-    """Yields a message body exactly as framed on the wire (chunk sizes and trailers included)."""
-    if "chunked" in message.headers.get("transfer-encoding", "").lower():
-        while True:
-            size_line = _readline(reader)
-            yield size_line
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while True:  # trailers, then the final CRLF
-                    line = _readline(reader)
-                    yield line
-                    if line in (b"\r\n", b"\n"):
-                        return
-            yield from _read_exactly(reader, size + 2)  # data + CRLF
-    elif "content-length" in message.headers:
-        yield from _read_exactly(reader, int(message.headers["content-length"]))
-    elif until_close:
-        while True:
-            piece = reader.read1(_CHUNK)  # type: ignore[attr-defined]
-            if not piece:
-                return
-            yield piece
 
 
 def main(argv: list[str] | None = None) -> None:
