@@ -25,11 +25,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes-from", default=None, metavar="TRAIN_DATASET", help="use this dataset's class indices")
     p.add_argument("--overwrite", action="store_true", help="replace an existing, different dataset at OUTPUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--retry-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long one request to a URL output retries transient failures (default 120)",
+    )
     add_storage_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from dataio.pack import PackOptions, pack, parse_size
+    from dataio.storage import RetryPolicy
 
     options = PackOptions(
         shard_size=parse_size(args.shard_size),
@@ -58,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         storage_options=storage_options(args),
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        retry=RetryPolicy(budget=args.retry_budget) if args.retry_budget is not None else None,
     )
     rate = report.num_samples / max(report.seconds, 1e-9)
     print(

@@ -25,7 +25,7 @@ from dataio.pack.labels import Item, label_by_folder, label_from_list, label_val
 from dataio.pack.plan import PackOptions, ShardJob, order_items, plan_shards
 from dataio.pack.sources import scan_folder, scan_tar
 from dataio.pack.worker import ShardResult, init_worker, run_job
-from dataio.storage import LocalStore, Store, is_url, open_store
+from dataio.storage import LocalStore, RetryPolicy, Store, is_url, open_store
 
 __all__ = ["PackReport", "collect_items", "pack"]
 
@@ -112,6 +112,7 @@ def _run(
     store: Store,
     total: int,
     progress: bool,
+    retry: RetryPolicy | None,
 ) -> list[ShardResult]:
     from tqdm import tqdm
 
@@ -130,12 +131,12 @@ def _run(
             init_worker(counters)
             results = []
             for job in jobs:
-                results.append(run_job(job, output, storage_options, options))
+                results.append(run_job(job, output, storage_options, options, retry))
                 tick()
             init_worker(None)
             return results
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(counters,)) as pool:
-            futures = [pool.submit(run_job, job, output, storage_options, options) for job in jobs]
+            futures = [pool.submit(run_job, job, output, storage_options, options, retry) for job in jobs]
             try:
                 while not all(f.done() for f in futures):
                     cf.wait(futures, timeout=0.25, return_when=cf.FIRST_EXCEPTION)
@@ -212,6 +213,7 @@ def pack(
     storage_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    retry: RetryPolicy | None = None,
 ) -> PackReport:
     """Packs ``source`` into a dataset at ``output`` (a local path or any fsspec URL).
 
@@ -225,6 +227,8 @@ def pack(
         storage_options: fsspec options for ``output``.
         overwrite: Replace an existing dataset packed with different input or options.
         progress: Show a progress bar (samples/s and MB/s).
+        retry: How uploads to a URL retry transient failures (default :class:`~dataio.storage.RetryPolicy`:
+            about two minutes per upload, enough for a server restart).
 
     Raises:
         PackError: if the source is unusable, or (``on_error="fail"``) naming every unreadable image.
@@ -238,7 +242,7 @@ def pack(
     jobs = plan_shards(items, options, _size_ratio(items, options) if options.reencodes else 1.0)
     plan_hash = hashlib.sha256("".join(j.plan_hash for j in jobs).encode() + repr(cls).encode()).hexdigest()
     out = os.fspath(output)
-    store = open_store(out, storage_options)
+    store = open_store(out, storage_options, retry=retry)
     if store.exists(MANIFEST_NAME):
         old = Manifest.loads(store.read(MANIFEST_NAME), store.url(MANIFEST_NAME))
         if old.extra.get("plan_hash") != plan_hash:
@@ -246,7 +250,7 @@ def pack(
                 raise PackError(f"{store.url(MANIFEST_NAME)} holds a different dataset; pass overwrite to replace it")
             store.delete(MANIFEST_NAME)
     _clean(store, {j.path for j in jobs})
-    results = _run(jobs, out, storage_options, options, store, len(items), progress)
+    results = _run(jobs, out, storage_options, options, store, len(items), progress, retry)
     bad = [b for r in results for b in r.bad]
     if bad:
         lines = "\n".join(f"  {p}: {why}" for p, why in bad)

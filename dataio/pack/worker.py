@@ -21,7 +21,7 @@ from dataio.pack.images import check_image, reencode
 from dataio.pack.labels import Item
 from dataio.pack.plan import PackOptions, ShardJob
 from dataio.pack.readahead import Readahead
-from dataio.storage import Store, open_store
+from dataio.storage import RetryPolicy, Store, open_store
 
 __all__ = ["PROGRESS_DIR", "ShardResult", "init_worker", "run_job"]
 
@@ -59,10 +59,10 @@ def _report(samples: int, nbytes: int) -> None:
                 counter.value += value
 
 
-def _store(location: str, storage_options: dict[str, Any] | None) -> Store:
-    key = (location, json.dumps(storage_options or {}, sort_keys=True))
+def _store(location: str, storage_options: dict[str, Any] | None, retry: RetryPolicy | None = None) -> Store:
+    key = (location, json.dumps(storage_options or {}, sort_keys=True) + repr(retry))
     if key not in _stores:
-        _stores[key] = open_store(location, storage_options)
+        _stores[key] = open_store(location, storage_options, retry=retry)
     return _stores[key]
 
 
@@ -122,12 +122,18 @@ class _Abort(Exception):
     """Raised inside the atomic write to discard a shard that must not be committed."""
 
 
-def run_job(job: ShardJob, location: str, storage_options: dict[str, Any] | None, options: PackOptions) -> ShardResult:
+def run_job(
+    job: ShardJob,
+    location: str,
+    storage_options: dict[str, Any] | None,
+    options: PackOptions,
+    retry: RetryPolicy | None = None,
+) -> ShardResult:
     """Writes (or reuses) one shard; bad images are skipped or make the shard fail, per ``options.on_error``.
 
-    A failed shard is not written; its result lists every bad file with the reason.
+    A failed shard is not written; its result lists every bad file with the reason. Uploads retry per ``retry``.
     """
-    store = _store(location, storage_options)
+    store = _store(location, storage_options, retry)
     reused = _try_reuse(store, job)
     if reused is not None:
         return reused

@@ -4,9 +4,11 @@ Sizes come from the manifest, so reading a dataset needs only ranged GETs: no li
 Writes are staged in a local temporary file and uploaded in one ``put_file`` call: object stores publish an
 object only once its upload completes, so no reader sees a torn shard.
 
-Every read goes through one :class:`~dataio.storage.retry.RetryPolicy`. The client libraries' own retry loops
-are switched off by default for S3 (s3fs ``retries = 1``, botocore ``total_max_attempts=1``) so that a failing
-request is retried by one policy with one budget, not by three nested ones (a retry storm).
+Every request — ranged reads, uploads, sizes, listings and deletes — goes through one
+:class:`~dataio.storage.retry.RetryPolicy`. The client libraries' own retry loops are switched off by default for
+S3 (s3fs ``retries = 1``, botocore ``total_max_attempts=1``) so that a failing request is retried by one policy
+with one budget, not by three nested ones (a retry storm). An upload is retried whole, from its staged file:
+a cut-off upload never publishes an object, and a repeated one replaces it with the same bytes.
 
 The filesystem client (its connection pool, and for async backends such as s3fs an event-loop thread) belongs
 to the process that made it: a forked child (a torch DataLoader worker) drops the inherited one and connects
@@ -16,6 +18,7 @@ again on its first call; a pickled copy connects on unpickling.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ from typing import Any, BinaryIO
 from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
-from dataio.storage.retry import RetryPolicy, call_with_retry
+from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
 
 __all__ = ["EXTRAS", "FsspecStore"]
 
@@ -34,6 +37,34 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "s3a": ("s3fs", "s3"),
     "oss": ("ossfs", "oss"),
 }
+
+#: What to do when an upload fails for a whole retry budget: nothing was published, and pack resumes.
+UPLOAD_FIX = (
+    "nothing was published under that name; check the endpoint and the network, then run the same command "
+    "again (pack reuses every shard already uploaded), or give it a longer retry budget (dataio pack "
+    "--retry-budget SECONDS, pack(retry=RetryPolicy(budget=...)))"
+)
+
+_STREAM_CHUNK = 4 << 20
+
+
+class _RangeStream(io.RawIOBase):
+    """A read-only stream of one object over :meth:`FsspecStore.read_range` (so every piece is retried)."""
+
+    def __init__(self, store: FsspecStore, path: str, size: int) -> None:
+        self._store, self._path, self._size, self._pos = store, path, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._store.read_range(self._path, self._pos, n)
+        buffer[:n] = data
+        self._pos += n
+        return n
 
 
 def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -134,12 +165,12 @@ class FsspecStore(Store):
     def url(self, path: str) -> str:
         return f"{self._url}/{path}"
 
-    def _call(self, fn: Any, where: str) -> Any:
+    def _call(self, fn: Any, where: str, fix: str = RETRY_FIX) -> Any:
         def count(_: BaseException) -> None:
             self.retries += 1
 
         try:
-            return call_with_retry(fn, self._retry, lambda: where, on_retry=count)
+            return call_with_retry(fn, self._retry, lambda: where, on_retry=count, fix=fix)
         except Exception as exc:
             if isinstance(exc, StorageError):
                 raise
@@ -158,7 +189,7 @@ class FsspecStore(Store):
         return self._call(lambda: self._fs.cat_file(self._path(path)), self.url(path))
 
     def size(self, path: str) -> int:
-        return int(self._fs.size(self._path(path)))
+        return int(self._call(lambda: self._fs.size(self._path(path)), self.url(path)))
 
     def exists(self, path: str) -> bool:
         # A one-byte ranged GET, not HEAD/listing: it is what every object store answers the same way (ossfs'
@@ -171,12 +202,13 @@ class FsspecStore(Store):
 
     def delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._fs.rm_file(self._path(path))
+            self._call(lambda: self._fs.rm_file(self._path(path)), f"{self.url(path)} (delete)")
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self._prefix
+        where = f"{self.url(prefix) if prefix else self._url} (listing)"
         try:
-            entries = self._fs.ls(base, detail=True)
+            entries = self._call(lambda: self._fs.ls(base, detail=True), where)
         except FileNotFoundError:
             return []
         except (OSError, RuntimeError):
@@ -194,13 +226,19 @@ class FsspecStore(Store):
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f
-            self._fs.put_file(tmp, self._path(path))
+            nbytes = os.path.getsize(tmp)
+            self._call(
+                lambda: self._fs.put_file(tmp, self._path(path)),
+                f"{self.url(path)} (upload of {nbytes} bytes)",
+                fix=UPLOAD_FIX,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
     def open_stream(self, path: str) -> BinaryIO:
-        return self._fs.open(self._path(path), "rb")
+        """Sequential reads as ranged reads of ``_STREAM_CHUNK`` bytes, each retried by the policy."""
+        return io.BufferedReader(_RangeStream(self, path, self.size(path)), _STREAM_CHUNK)  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self._url, "storage_options": self._options, "retry": self._retry}

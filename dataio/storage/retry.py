@@ -1,4 +1,5 @@
-"""Retries for remote reads: transient failures back off and retry within a budget, permanent ones fail fast.
+"""Retries for remote reads and writes: transient failures back off and retry for a time budget, permanent ones
+fail fast.
 
 Transient: timeouts, connection refused/reset/aborted (a server restarting), 5xx answers, throttling
 (``SlowDown``, ``Throttling``, HTTP 429/503). Permanent: missing objects (404), denied access and bad
@@ -7,12 +8,18 @@ multiplies the load (a retry storm) and delays the one clear error the user need
 
 Classification walks the exception chain (``__cause__``/``__context__``) and looks at error codes and HTTP
 statuses by attribute, so it works for s3fs/aiobotocore, ossfs/oss2, pyarrow and plain ``OSError`` without
-importing any of them.
+importing any of them. A permanent HTTP status counts only when a server sent it: a response dict (botocore,
+requests) or a ``status``/``status_code`` attribute (aiohttp, oss2, urllib). The ``code`` attribute is read as
+a named error code only, never as a status: HTTP parsers put the status they would answer there (aiohttp's
+``ContentLengthError`` for a body cut short by a reset carries ``code = 400``), and a torn message is a
+connection failure, not the server's verdict.
 """
 
 from __future__ import annotations
 
 import errno
+import inspect
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -97,6 +104,8 @@ _TRANSIENT_NAMES = frozenset(
         "ServerTimeoutError",
         "FSTimeoutError",
         "ResponseParserError",
+        "ContentLengthError",  # aiohttp: a body cut short (a reset mid-body or at its last byte)
+        "TransferEncodingError",  # aiohttp: a chunked body cut short
         "HTTPClientError",
         "ProxyConnectionError",
         "RemoteDisconnected",
@@ -120,10 +129,21 @@ def _codes(exc: BaseException) -> set[str]:
             if value is not None:
                 found.add(str(value))
     for attr in ("status", "status_code", "code", "error_code"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, (int, str)) and not isinstance(value, bool):
-            found.add(str(value))
+        # Static lookup: a computed ``code`` (aiohttp's deprecated alias of ``status``) is not read.
+        value = inspect.getattr_static(exc, attr, None)
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            continue
+        if attr in ("code", "error_code") and str(value).lstrip("-").isdigit():
+            continue  # a number here is no server's answer (aiohttp's parser errors put 400 here)
+        found.add(str(value))
     return found
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc).lower()
+    except Exception:  # an exception whose __str__ fails (missing request info) says nothing here
+        return ""
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -150,39 +170,63 @@ def is_transient(exc: BaseException) -> bool:
             return False
         elif isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNOS:
             transient = True
-        if "slow down" in str(e).lower() or "service unavailable" in str(e).lower():
+        text = _text(e)
+        if "slow down" in text or "service unavailable" in text:
             transient = True
     return transient
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, bounded by attempts and by total time.
+    """Exponential backoff with full jitter, bounded by time (and, if asked, by a number of attempts).
+
+    The default rides out an outage of the store of up to about two minutes (a server restart, a failover, a
+    network blip): each operation retries for ``budget`` seconds, backing off from ``base_delay`` up to
+    ``max_delay`` between attempts, so it resumes at most ``max_delay`` seconds after the store is back. A count
+    of attempts is a poor bound: fast failures (connection refused) spend any small count in seconds.
 
     Args:
-        max_attempts: Attempts in all (1 = no retry).
+        max_attempts: Attempts in all (1 = no retry); ``None``: as many as ``budget`` allows.
         base_delay: First backoff in seconds; doubles each retry.
         max_delay: Cap of one backoff.
-        budget: Seconds one operation may take across all its attempts before the last error is raised.
+        budget: Seconds one operation may spend across all its attempts before the last error is raised.
     """
 
-    max_attempts: int = 10
+    max_attempts: int | None = None
     base_delay: float = 0.05
     max_delay: float = 2.0
-    budget: float = 60.0
+    budget: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.base_delay < 0 or self.max_delay < self.base_delay or self.budget <= 0:
-            raise ValueError(f"invalid retry delays/budget: {self}")
+        if self.max_attempts is not None and (
+            not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or self.max_attempts < 1
+        ):
+            raise ValueError(f"max_attempts must be None or an integer >= 1, got {self.max_attempts!r}")
+        for name in ("base_delay", "max_delay", "budget"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+        if self.base_delay < 0 or self.max_delay < self.base_delay:
+            raise ValueError(f"need 0 <= base_delay <= max_delay, got {self.base_delay} and {self.max_delay}")
+        if self.budget <= 0:
+            raise ValueError(f"budget must be > 0 seconds, got {self.budget}")
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Sleep before retry number ``attempt`` (1-based): uniform in [0, min(max, base * 2^(attempt-1))]."""
-        return rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** min(attempt - 1, 60)))
+
+    def exhausted(self, attempt: int, elapsed: float) -> bool:
+        """Whether an operation that failed its ``attempt``-th try after ``elapsed`` seconds must give up."""
+        return elapsed >= self.budget or (self.max_attempts is not None and attempt >= self.max_attempts)
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+#: What to do when a store stays unreachable for a whole budget (the default of ``call_with_retry``'s ``fix``).
+RETRY_FIX = (
+    "the store failed for the whole retry budget: check the endpoint and the network, or pass "
+    "retry=RetryPolicy(budget=...) to ride out longer outages"
+)
 
 
 def call_with_retry(
@@ -192,12 +236,14 @@ def call_with_retry(
     *,
     on_retry: Callable[[BaseException], None] | None = None,
     rng: random.Random | None = None,
+    fix: str = RETRY_FIX,
 ) -> T:
     """Runs ``fn``; retries transient failures per ``policy``.
 
     Raises:
-        The permanent error at once, or after the budget a :class:`~dataio.storage.base.StorageError` (of the
-        same errno family) whose message names ``describe()`` (URL and range), the attempts and the last cause.
+        The permanent error at once, or after the budget a :class:`~dataio.storage.base.StorageError` whose
+        message names ``describe()`` (URL and range, or the object uploaded), the attempts, the last cause and
+        ``fix`` (what the user can do about it).
     """
     from dataio.storage.base import StorageError
 
@@ -212,9 +258,9 @@ def call_with_retry(
             elapsed = time.monotonic() - start
             if not is_transient(exc):
                 raise
-            if attempt >= policy.max_attempts or elapsed >= policy.budget:
+            if policy.exhausted(attempt, elapsed):
                 raise StorageError(
-                    f"{describe()}: giving up after {attempt} attempts in {elapsed:.1f} s; last error: {exc!r}"
+                    f"{describe()}: giving up after {attempt} attempts in {elapsed:.1f} s; last error: {exc!r}; {fix}"
                 ) from exc
             if on_retry is not None:
                 on_retry(exc)

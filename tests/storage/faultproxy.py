@@ -4,9 +4,18 @@ Put it between an S3 client and a server (point the client's ``endpoint_url`` at
 to test retries against real sockets: ``tc netem`` is not available here, so latency is added in user space.
 Per request the proxy waits ``latency`` seconds, then with probability ``fail_rate`` answers a well-formed S3
 ``503 Slow Down`` (keep-alive), with probability ``reset_rate`` resets the connection (``SO_LINGER 0`` then
-close sends an RST), with probability ``stall_rate`` holds the request without answering for ``stall_s``
-seconds (a server that hangs: the client's read timeout fires), and otherwise forwards the request and
-relays the response byte for byte (``Content-Length``, chunked and read-until-close bodies).
+close sends an RST) at the point ``reset_at`` names, with probability ``stall_rate`` holds the request without
+answering for ``stall_s`` seconds (a server that hangs: the client's read timeout fires), and otherwise forwards
+the request and relays the response byte for byte (``Content-Length``, chunked and read-until-close bodies).
+
+Reset points (``reset_at``), for the message that carries the body (the request of a PUT/POST with a body,
+else the response):
+
+* ``"request"``: the request is not forwarded; the client connection is reset (the default).
+* ``"headers"``: the request is forwarded and answered upstream; the client is reset before any byte of the
+  answer (a PUT then has taken effect on the server while its client saw a reset).
+* ``"mid-body"``: half of the body's bytes (as framed on the wire) pass, then both connections are reset.
+* ``"last-byte"``: every byte of the body but the last passes, then both connections are reset.
 
 One thread per client connection (daemon threads; every socket has a timeout and the proxy's stop event
 wakes every wait), each keeping one keep-alive connection to the upstream. :meth:`stop` closes everything.
@@ -22,24 +31,20 @@ import random
 import socket
 import struct
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-__all__ = ["FaultProxy", "ProxyCounters"]
+from tests.storage.httpwire import CHUNK, Closed, Message, iter_body, read_head, read_request_body
+
+__all__ = ["RESET_POINTS", "FaultProxy", "ProxyCounters"]
+
+RESET_POINTS = ("request", "headers", "mid-body", "last-byte")
 
 _SLOW_DOWN_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
     b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
     b"<Resource>%s</Resource><RequestId>faultproxy-%d</RequestId></Error>"
 )
-_MAX_LINE = 64 * 1024
-_MAX_HEADERS = 200
-_CHUNK = 256 * 1024
-
-
-class _Closed(Exception):
-    """The peer closed the connection (or the proxy is stopping)."""
 
 
 @dataclass
@@ -62,13 +67,6 @@ class ProxyCounters:
         return self.bytes_up + self.bytes_down
 
 
-@dataclass
-class _Message:
-    head: bytes  # start line + headers + CRLF CRLF, exactly as received (Expect removed from requests)
-    start: str
-    headers: dict[str, str]  # lower-case names; last value wins
-
-
 class FaultProxy:
     """A thread-based HTTP/1.1 proxy to ``upstream_host:upstream_port`` that injects faults.
 
@@ -78,12 +76,14 @@ class FaultProxy:
         latency: Seconds added before each request is handled.
         fail_rate: Probability of answering ``503 Slow Down`` instead of forwarding.
         reset_rate: Probability of resetting the client connection instead of forwarding.
+        reset_at: Where a reset cuts the exchange: ``"request"``, ``"headers"``, ``"mid-body"`` or ``"last-byte"``.
         stall_rate: Probability of never answering (for ``stall_s`` seconds, then closing).
         stall_s: How long a stalled request is held.
         seed: Seed of the fault draws.
+        methods: HTTP methods faults apply to (``None``: all); other requests are always forwarded.
         timeout: Socket timeout (idle keep-alive connections, upstream answers).
 
-    The rates and ``latency`` are plain attributes and may be changed while the proxy runs.
+    The rates, ``reset_at`` and ``latency`` are plain attributes and may be changed while the proxy runs.
     """
 
     def __init__(
@@ -94,20 +94,26 @@ class FaultProxy:
         latency: float = 0.0,
         fail_rate: float = 0.0,
         reset_rate: float = 0.0,
+        reset_at: str = "request",
         stall_rate: float = 0.0,
         stall_s: float = 30.0,
         seed: int = 0,
         timeout: float = 60.0,
+        methods: frozenset[str] | None = None,
     ) -> None:
+        if reset_at not in RESET_POINTS:
+            raise ValueError(f"reset_at must be one of {RESET_POINTS}, got {reset_at!r}")
         if upstream_host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"FaultProxy forwards to loopback only, not {upstream_host!r}")
         self.upstream = (upstream_host, int(upstream_port))
         self.latency = latency
         self.fail_rate = fail_rate
         self.reset_rate = reset_rate
+        self.reset_at = reset_at
         self.stall_rate = stall_rate
         self.stall_s = stall_s
         self.timeout = timeout
+        self.methods = methods
         self.counters = ProxyCounters()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -214,32 +220,35 @@ class FaultProxy:
     def _serve(self, client: socket.socket) -> None:
         upstream: socket.socket | None = None
         up_reader: BinaryIO | None = None
-        reader = client.makefile("rb", buffering=_CHUNK)
+        reader = client.makefile("rb", buffering=CHUNK)
         try:
             while not self._stop.is_set():
                 try:
-                    request = _read_head(reader)
-                except (_Closed, OSError, ValueError):
+                    request = read_head(reader)
+                except (Closed, OSError, ValueError):
                     return
                 try:
                     if "100-continue" in request.headers.get("expect", "").lower():
                         # Answered here (the client then sends its body); not forwarded (SigV4 never signs Expect).
                         client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    body = _read_request_body(reader, request)
-                except (_Closed, OSError, ValueError):
+                    body = read_request_body(reader, request)
+                except (Closed, OSError, ValueError):
                     return
                 with self._lock:
                     self.counters.requests += 1
                     draw = self._rng.random()
+                if self.methods is not None and request.start.split(" ", 1)[0].upper() not in self.methods:
+                    draw = 1.0  # no fault for this method
                 if self.latency > 0 and self._stop.wait(self.latency):
                     return
                 if draw < self.fail_rate:
                     self._send_slow_down(client, request)
                     continue
-                if draw < self.fail_rate + self.reset_rate:
+                cut = draw < self.fail_rate + self.reset_rate
+                if cut and self.reset_at == "request":
                     self._reset(client)
                     return
-                if draw < self.fail_rate + self.reset_rate + self.stall_rate:
+                if not cut and draw < self.fail_rate + self.reset_rate + self.stall_rate:
                     with self._lock:
                         self.counters.stalls += 1
                     self._stop.wait(self.stall_s)
@@ -253,12 +262,18 @@ class FaultProxy:
                         self._send_bad_gateway(client)
                         return
                     upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    up_reader = upstream.makefile("rb", buffering=_CHUNK)
+                    up_reader = upstream.makefile("rb", buffering=CHUNK)
                     with self._lock:
                         self._conns.add(upstream)
+                if cut:
+                    with contextlib.suppress(Closed, OSError, ValueError):
+                        self._forward_cut(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
+                    self._reset(client)
+                    self._reset(upstream, count=False)  # the upstream must not wait for the rest either
+                    return
                 try:
                     keep = self._forward(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
-                except (_Closed, OSError, ValueError):
+                except (Closed, OSError, ValueError):
                     with self._lock:
                         self.counters.upstream_errors += 1
                     # The upstream broke mid-exchange: the client sees its connection closed, as with a real one.
@@ -280,14 +295,14 @@ class FaultProxy:
                 self._threads.discard(threading.current_thread())
 
     def _forward(
-        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: _Message, body: bytes
+        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: Message, body: bytes
     ) -> bool:
         """Sends one request upstream and relays its response; returns whether both sides stay open."""
         upstream.sendall(request.head + body)
         with self._lock:
             self.counters.bytes_up += len(request.head) + len(body)
         while True:
-            response = _read_head(up_reader)
+            response = read_head(up_reader)
             status = int(response.start.split(" ", 2)[1])
             client.sendall(response.head)
             sent = len(response.head)
@@ -300,7 +315,7 @@ class FaultProxy:
         no_body = method == "HEAD" or status in (204, 304)
         closes = "close" in response.headers.get("connection", "").lower()
         if not no_body:
-            for piece in _iter_body(up_reader, response):
+            for piece in iter_body(up_reader, response):
                 client.sendall(piece)
                 sent += len(piece)
             if "content-length" not in response.headers and "chunked" not in response.headers.get(
@@ -314,7 +329,31 @@ class FaultProxy:
         wants_close = "close" in request.headers.get("connection", "").lower()
         return not closes and not wants_close
 
-    def _send_slow_down(self, client: socket.socket, request: _Message) -> None:
+    def _forward_cut(
+        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: Message, body: bytes
+    ) -> None:
+        """Relays one exchange up to the point ``reset_at`` names; the caller then resets both connections."""
+        where = self.reset_at
+        if body and where in ("mid-body", "last-byte"):  # an upload: cut its body on the way to the server
+            sent = request.head + body[: _cut_point(len(body), where)]
+            upstream.sendall(sent)
+            with self._lock:
+                self.counters.bytes_up += len(sent)
+            return
+        upstream.sendall(request.head + body)
+        response = read_head(up_reader)
+        while 100 <= int(response.start.split(" ", 2)[1]) < 200:
+            response = read_head(up_reader)
+        if where == "headers":
+            return
+        method = request.start.split(" ", 1)[0].upper()
+        wire = b"" if method == "HEAD" else b"".join(iter_body(up_reader, response))
+        sent = response.head + wire[: _cut_point(len(wire), where)]
+        client.sendall(sent)
+        with self._lock:
+            self.counters.bytes_down += len(sent)
+
+    def _send_slow_down(self, client: socket.socket, request: Message) -> None:
         with self._lock:
             self.counters.injected_503 += 1
             n = self.counters.injected_503
@@ -338,82 +377,19 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             client.sendall(head + body)
 
-    def _reset(self, client: socket.socket) -> None:
-        with self._lock:
-            self.counters.resets += 1
-        with contextlib.suppress(OSError):
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    def _reset(self, sock: socket.socket | None, *, count: bool = True) -> None:
+        if count:
+            with self._lock:
+                self.counters.resets += 1
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         # The caller's ``finally`` closes the socket: with linger 0 that sends RST instead of FIN.
 
 
-def _readline(reader: BinaryIO) -> bytes:
-    line = reader.readline(_MAX_LINE + 1)
-    if not line:
-        raise _Closed
-    if len(line) > _MAX_LINE:
-        raise ValueError("header line too long")
-    return line
-
-
-def _read_head(reader: BinaryIO) -> _Message:
-    """Reads a start line and headers; drops ``Expect`` from requests (the proxy reads bodies itself)."""
-    start = _readline(reader)
-    while start in (b"\r\n", b"\n"):  # tolerated stray CRLF between messages (RFC 9112 §2.2)
-        start = _readline(reader)
-    lines = [start]
-    headers: dict[str, str] = {}
-    for _ in range(_MAX_HEADERS):
-        line = _readline(reader)
-        if line in (b"\r\n", b"\n"):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        key = name.strip().lower()
-        headers[key] = value.strip()
-        if key == "expect" and not start.startswith(b"HTTP/"):
-            continue
-        lines.append(line)
-    else:
-        raise ValueError("too many header lines")
-    lines.append(b"\r\n")
-    return _Message(b"".join(lines), start.decode("latin-1").strip(), headers)
-
-
-def _read_request_body(reader: BinaryIO, request: _Message) -> bytes:
-    return b"".join(_iter_body(reader, request, until_close=False))
-
-
-def _read_exactly(reader: BinaryIO, count: int) -> Iterator[bytes]:
-    """Yields exactly ``count`` bytes of ``reader`` in pieces; :class:`_Closed` if the peer closes first."""
-    while count:
-        piece = reader.read(min(count, _CHUNK))
-        if not piece:
-            raise _Closed
-        count -= len(piece)
-        yield piece
-
-
-def _iter_body(reader: BinaryIO, message: _Message, until_close: bool = True) -> Iterator[bytes]:
-    """Yields a message body exactly as framed on the wire (chunk sizes and trailers included)."""
-    if "chunked" in message.headers.get("transfer-encoding", "").lower():
-        while True:
-            size_line = _readline(reader)
-            yield size_line
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while True:  # trailers, then the final CRLF
-                    line = _readline(reader)
-                    yield line
-                    if line in (b"\r\n", b"\n"):
-                        return
-            yield from _read_exactly(reader, size + 2)  # data + CRLF
-    elif "content-length" in message.headers:
-        yield from _read_exactly(reader, int(message.headers["content-length"]))
-    elif until_close:
-        while True:
-            piece = reader.read1(_CHUNK)  # type: ignore[attr-defined]
-            if not piece:
-                return
-            yield piece
+def _cut_point(size: int, where: str) -> int:
+    """Bytes of a ``size``-byte body that pass before a reset at ``where`` (``mid-body`` or ``last-byte``)."""
+    return size // 2 if where == "mid-body" else max(0, size - 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -430,11 +406,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--fail-rate", type=float, default=0.0)
     ap.add_argument("--reset-rate", type=float, default=0.0)
+    ap.add_argument("--reset-at", choices=RESET_POINTS, default="request")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     host, _, port = args.upstream.rpartition(":")
     proxy = FaultProxy(
-        host, int(port), latency=args.latency, fail_rate=args.fail_rate, reset_rate=args.reset_rate, seed=args.seed
+        host,
+        int(port),
+        latency=args.latency,
+        fail_rate=args.fail_rate,
+        reset_rate=args.reset_rate,
+        reset_at=args.reset_at,
+        seed=args.seed,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

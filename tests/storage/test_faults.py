@@ -250,6 +250,7 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
 def upstream() -> Iterator[tuple[str, int]]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     server.daemon_threads = True
+    server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]  # injected resets
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield ("127.0.0.1", server.server_address[1])
