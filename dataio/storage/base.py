@@ -13,7 +13,14 @@ from typing import BinaryIO
 
 from dataio.errors import DataioError
 
-__all__ = ["StorageError", "StorageNotFoundError", "StoragePermissionError", "Store", "storage_error"]
+__all__ = [
+    "StorageError",
+    "StorageNotFoundError",
+    "StoragePermissionError",
+    "Store",
+    "UnsafeFileError",
+    "storage_error",
+]
 
 
 class StorageError(DataioError, OSError):
@@ -26,6 +33,11 @@ class StorageNotFoundError(StorageError, FileNotFoundError):
 
 class StoragePermissionError(StorageError, PermissionError):
     """Access denied or bad credentials (HTTP 403): permanent, never retried."""
+
+
+class UnsafeFileError(StoragePermissionError):
+    """A path inside a dataset that dataio refuses to open: a symbolic link (it may point outside the dataset's
+    root), a FIFO, socket or device file (reading one hangs or never ends). Permanent, never retried."""
 
 
 def storage_error(exc: BaseException, where: str) -> StorageError:
