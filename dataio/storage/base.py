@@ -78,6 +78,15 @@ class Store(ABC):
     def read(self, path: str) -> bytes:
         """Reads a whole object."""
 
+    def read_limited(self, path: str, limit: int) -> bytes | None:
+        """Reads a whole object, or returns ``None`` if it holds more than ``limit`` bytes.
+
+        Stores that know an object's size cheaply (POSIX: ``fstat``) decide before reading; the default reads
+        first (a remote size costs a request, and some servers answer it in another dialect).
+        """
+        data = self.read(path)
+        return data if len(data) <= limit else None
+
     @abstractmethod
     def size(self, path: str) -> int:
         """Size of an object in bytes; raises ``FileNotFoundError`` if it does not exist."""

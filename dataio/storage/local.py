@@ -173,6 +173,13 @@ class LocalStore(Store):
         with self.open_stream(path) as f:
             return f.read()
 
+    def read_limited(self, path: str, limit: int) -> bytes | None:
+        with self.open_stream(path) as f:
+            if os.fstat(f.fileno()).st_size > limit:
+                return None
+            data = f.read(limit + 1)  # the file may have grown since the fstat
+        return data if len(data) <= limit else None
+
     def size(self, path: str) -> int:
         fd = open_regular(self._dir, path)
         try:
