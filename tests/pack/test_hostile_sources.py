@@ -100,3 +100,19 @@ def test_cli_follow_symlinks_flag(source: Path, tmp_path: Path) -> None:
     assert main(["pack", str(source), str(tmp_path / "a"), "--no-progress", "--shard-size", "400KB"]) != 0
     args = ["--no-progress", "--shard-size", "400KB", "--follow-symlinks"]
     assert main(["pack", str(source), str(tmp_path / "b"), *args]) == 0
+
+
+def test_list_sources_and_the_source_itself_are_checked(source: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.JPEG"
+    os.mkfifo(fifo)
+    linked = tmp_path / "linked.JPEG"
+    linked.symlink_to(next(_class_dirs(source)[0].iterdir()))
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path,label\n{fifo},0\n{linked},1\n")
+    with pytest.raises(PackError) as err:
+        pack_with_timeout(listing, tmp_path / "out", OPTS, seconds=30)
+    assert "pipe.JPEG" in str(err.value) and "FIFO" in str(err.value) and "linked.JPEG" in str(err.value)
+    fifo_tar = tmp_path / "source.tar"
+    os.mkfifo(fifo_tar)
+    with pytest.raises(PackError, match=r"source\.tar.*FIFO"):
+        pack_with_timeout(fifo_tar, tmp_path / "out2", OPTS, seconds=30)
