@@ -157,6 +157,7 @@ def test_fuzz_manifest_bytes(buf: bytes) -> None:
 @given(
     st.sampled_from(["num_samples", "size", "index_offset", "index_crc32", "path", "sha256"]),
     st.one_of(
+        st.sampled_from([-1, 0, 1 << 32, (1 << 63) - 1, 1 << 63, 1 << 64, 1 << 70, 10**30]),
         st.integers(-(1 << 70), 1 << 70),
         st.floats(),
         st.text(max_size=8),
