@@ -23,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", default=None, help="labels of a flat val set: devkit ground truth txt or CSV")
     p.add_argument("--synsets", default=None, help="ILSVRC id -> wnid mapping (devkit meta.mat or text)")
     p.add_argument("--classes-from", default=None, metavar="TRAIN_DATASET", help="use this dataset's class indices")
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="read symlinked files and folders of SOURCE (default: refuse them); FIFOs and devices are always refused",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing, different dataset at OUTPUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -47,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         quality=args.quality,
         on_error=args.on_error,
         workers=args.workers,
+        follow_symlinks=args.follow_symlinks,
     )
     classes = None
     if args.classes_from:

@@ -15,14 +15,36 @@ from typing import Any
 
 from dataio.errors import ChecksumError, ManifestError, VersionError
 from dataio.format.schema import Schema
+from dataio.format.shard import FOOTER_SIZE, index_size
 
-__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ShardEntry", "check_relative_path"]
+__all__ = [
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "MAX_MANIFEST_BYTES",
+    "Manifest",
+    "ShardEntry",
+    "check_manifest_size",
+    "check_relative_path",
+]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "dataio-dataset"
 MANIFEST_VERSION = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+#: Largest manifest read (about 4 million shards); checked against the file's size before it is read.
+MAX_MANIFEST_BYTES = 1 << 30
+_MAX_U64 = (1 << 63) - 1  # sizes and counts must fit numpy's int64 and a file offset
+_MAX_U32 = (1 << 32) - 1
+
+
+def check_manifest_size(size: int, where: str = MANIFEST_NAME) -> None:
+    """Raises :class:`ManifestError` if a manifest of ``size`` bytes is beyond :data:`MAX_MANIFEST_BYTES`."""
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"{where}: {size} bytes, more than a manifest may hold ({MAX_MANIFEST_BYTES} bytes); "
+            "not a dataio manifest, or a damaged one"
+        )
 
 
 def check_relative_path(path: Any, what: str = "path") -> str:
@@ -55,12 +77,19 @@ class ShardEntry:
         check_relative_path(self.path, "shard path")
         for name in ("num_samples", "size", "index_offset", "index_crc32"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ManifestError(f"shard {self.path!r}: {name} must be a non-negative int, got {value!r}")
+            top = _MAX_U32 if name == "index_crc32" else _MAX_U64
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise ManifestError(f"shard {self.path!r}: {name} must be an int in 0 … {top}, got {value!r}")
         if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
             raise ManifestError(f"shard {self.path!r}: sha256 must be 64 lowercase hex digits")
         if self.index_offset >= self.size:
-            raise ManifestError(f"shard {self.path!r}: index offset {self.index_offset} beyond size {self.size}")
+            raise ManifestError(f"shard {self.path!r}: index_offset {self.index_offset} beyond size {self.size}")
+        tail = index_size(self.num_samples) + FOOTER_SIZE
+        if self.index_offset + tail != self.size:
+            raise ManifestError(
+                f"shard {self.path!r}: num_samples {self.num_samples} needs an index and footer of {tail} bytes "
+                f"from index_offset {self.index_offset}, but size is {self.size} (a shard's layout is fixed by them)"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -145,10 +174,13 @@ class Manifest:
             VersionError: for an unknown manifest version.
             ManifestError: for anything malformed, inconsistent or unsafe.
         """
+        check_manifest_size(len(data), where)
         try:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"{where}: not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise ManifestError(f"{where}: JSON nested too deeply; not a dataio manifest") from None
         if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
             raise ManifestError(f"{where}: not a dataio manifest")
         if doc.get("version") != MANIFEST_VERSION:

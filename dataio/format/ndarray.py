@@ -14,6 +14,8 @@ from stored bytes.
 
 from __future__ import annotations
 
+import math
+import re
 import struct
 
 import numpy as np
@@ -24,6 +26,8 @@ __all__ = ["decode_ndarray", "encode_ndarray"]
 
 _ALLOWED_KINDS = frozenset("biufc")
 _MAX_NDIM = 32
+# Byte order, kind and item size, as numpy's ``dtype.str`` spells plain numeric dtypes: nothing else is parsed.
+_DTYPE = re.compile(r"^[<>|=](?:b1|[iu](?:1|2|4|8)|f(?:2|4|8|10|12|16)|c(?:8|16|20|24|32))$")
 
 
 def _check_dtype(dtype: np.dtype) -> None:
@@ -49,21 +53,26 @@ def decode_ndarray(buf: bytes | memoryview) -> np.ndarray:
     view = memoryview(buf)
     try:
         dlen = view[0]
-        dtype_str = bytes(view[1 : 1 + dlen]).decode("ascii")
+        raw_dtype = bytes(view[1 : 1 + dlen]).decode("ascii")
         ndim = view[1 + dlen]
         if ndim > _MAX_NDIM:
-            raise FormatError(f"ndarray with {ndim} dimensions")
+            raise FormatError(f"ndarray with {ndim} dimensions (at most {_MAX_NDIM})")
         start = 2 + dlen
         shape = struct.unpack_from(f"<{ndim}Q", view, start)
-        dtype = np.dtype(dtype_str)
-    except (IndexError, struct.error, UnicodeDecodeError, TypeError) as exc:
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise FormatError(f"corrupt ndarray header: {exc}") from exc
+    if not _DTYPE.match(raw_dtype):
+        raise FormatError(f"ndarray dtype {raw_dtype[:40]!r} is not a plain numeric dtype")
     try:
+        dtype = np.dtype(raw_dtype)
         _check_dtype(dtype)
     except TypeError as exc:
-        raise FormatError(str(exc)) from exc
+        raise FormatError(f"ndarray dtype {raw_dtype!r}: {exc}") from exc
     body = view[start + 8 * ndim :]
-    expected = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
-    if len(body) != expected:
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around, compared before anything is built
+    if len(body) != expected or any(d >= 1 << 62 for d in shape):
         raise FormatError(f"ndarray of shape {shape} and dtype {dtype} needs {expected} bytes, found {len(body)}")
-    return np.frombuffer(body, dtype=dtype).reshape(shape).copy()
+    try:
+        return np.frombuffer(body, dtype=dtype).reshape(shape).copy()
+    except ValueError as exc:  # an empty array whose other dimensions numpy cannot represent
+        raise FormatError(f"ndarray of shape {shape}: {exc}") from exc

@@ -25,7 +25,43 @@ FIELD_TYPES = ("bytes", "str", "int", "float", "ndarray")
 COMPRESSIONS = (None, "zstd")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _ZSTD_LEVEL = 3
-_MAX_DECOMPRESSED = 1 << 31
+_MAX_DECOMPRESSED = 1 << 31  # bytes one zstd field may decompress to
+# zstd emits at most one 128 KiB block per 4 bytes of input (an RLE block): a frame that declares more content
+# than this many times its own length is lying, and is refused before its declared size is allocated.
+_MAX_ZSTD_RATIO = 1 << 16
+_ZSTD_CHUNK = 1 << 20
+
+
+def _zstd_decompress(payload: memoryview) -> bytes:
+    """Decompresses one zstd frame; memory grows with the real output, never with a size the frame claims.
+
+    Raises:
+        FormatError: for a corrupt frame, a declared content size beyond the caps, or output beyond
+            ``_MAX_DECOMPRESSED``.
+    """
+    try:
+        declared = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"bad zstd frame header: {exc}") from exc
+    if declared > _MAX_DECOMPRESSED or declared > _MAX_ZSTD_RATIO * len(payload):
+        raise FormatError(
+            f"zstd frame declares {declared} bytes of content from {len(payload)} compressed bytes "
+            f"(a field holds at most {_MAX_DECOMPRESSED} bytes, at most {_MAX_ZSTD_RATIO}x its compressed size)"
+        )
+    dctx = zstandard.ZstdDecompressor()
+    try:
+        if declared >= 0:  # a known, plausible size: one allocation of it, checked by zstd against the output
+            return dctx.decompress(payload, max_output_size=_MAX_DECOMPRESSED)
+        chunks, total = [], 0
+        with dctx.stream_reader(payload, read_across_frames=False) as reader:
+            while chunk := reader.read(_ZSTD_CHUNK):
+                total += len(chunk)
+                if total > _MAX_DECOMPRESSED:
+                    raise FormatError(f"zstd payload decompresses to more than {_MAX_DECOMPRESSED} bytes")
+                chunks.append(chunk)
+        return b"".join(chunks)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"bad zstd payload: {exc}") from exc
 
 
 def _enc_int(value: Any) -> bytes:
@@ -124,11 +160,9 @@ class Field:
         """Stored payload bytes → value."""
         if self.compression == "zstd":
             try:
-                payload = memoryview(
-                    zstandard.ZstdDecompressor().decompress(payload, max_output_size=_MAX_DECOMPRESSED)
-                )
-            except zstandard.ZstdError as exc:
-                raise FormatError(f"field {self.name!r}: bad zstd payload: {exc}") from exc
+                payload = memoryview(_zstd_decompress(payload))
+            except FormatError as exc:
+                raise FormatError(f"field {self.name!r}: {exc}") from exc
         try:
             return _DECODERS[self.type](payload)
         except FormatError as exc:

@@ -93,7 +93,7 @@ def parse_header(buf: bytes, where: str = "shard") -> Header:
         raise FormatError(f"{where}: truncated header ({len(buf)} bytes)")
     magic, version, flags, slen, scrc = _HEADER.unpack_from(buf)
     if magic != SHARD_MAGIC:
-        raise FormatError(f"{where}: not a dataio shard (magic {magic!r})")
+        raise FormatError(f"{where}: not a dataio shard (its first 8 bytes are not the shard magic)")
     if version != SHARD_VERSION:
         raise VersionError(f"{where}: shard format version {version} is not supported (this reader: {SHARD_VERSION})")
     if flags != 0 or slen > _MAX_SCHEMA_BYTES:

@@ -23,7 +23,7 @@ from dataio.format.manifest import MANIFEST_NAME, Manifest, ShardEntry
 from dataio.format.schema import IMAGE_SCHEMA
 from dataio.pack.labels import Item, label_by_folder, label_from_list, label_val
 from dataio.pack.plan import PackOptions, ShardJob, order_items, plan_shards
-from dataio.pack.sources import scan_folder, scan_tar
+from dataio.pack.sources import refuse_special, scan_folder, scan_tar, special_reason
 from dataio.pack.worker import ShardResult, init_worker, run_job
 from dataio.storage import LocalStore, RetryPolicy, Store, is_url, open_store
 
@@ -55,19 +55,27 @@ def collect_items(
     labels: str | os.PathLike[str] | None = None,
     synsets: str | os.PathLike[str] | None = None,
     classes: Sequence[str] | None = None,
+    follow_symlinks: bool = False,
 ) -> tuple[list[Item], list[str] | None, str]:
-    """Lists and labels the samples of ``source``; returns ``(items, classes, source kind)``."""
+    """Lists and labels the samples of ``source``; returns ``(items, classes, source kind)``.
+
+    Symlinks inside the source are refused unless ``follow_symlinks``; FIFOs, devices and sockets always
+    (:class:`PackError` naming each). ``source`` itself may be a symlink (it is what the user named).
+    """
     text = os.fspath(source)
     if is_url(text):
         raise PackError(f"{text}: pack reads sources from local paths (output may be a URL)")
     path = Path(text)
     if not path.exists():
         raise PackError(f"{path}: no such file or directory")
+    if not path.is_dir():
+        refuse_special([(str(path), r) for r in [special_reason(path, True)] if r is not None])
     if path.suffix.lower() in (".csv", ".parquet"):
         items, cls = label_from_list(path, classes=classes)
+        refuse_special([(it.path, r) for it in items if (r := special_reason(it.path, follow_symlinks)) is not None])
         return items, cls, "list"
     if path.is_dir():
-        files, kind = scan_folder(path), "folder"
+        files, kind = scan_folder(path, follow_symlinks=follow_symlinks), "folder"
     elif path.suffix.lower() == ".tar":
         files, kind = scan_tar(path), "tar"
     else:
@@ -236,7 +244,9 @@ def pack(
     options = options or PackOptions()
     t0 = time.perf_counter()
     _check_output(output)
-    items, cls, kind = collect_items(source, labels=labels, synsets=synsets, classes=classes)
+    items, cls, kind = collect_items(
+        source, labels=labels, synsets=synsets, classes=classes, follow_symlinks=options.follow_symlinks
+    )
     _check_unique(items)
     items = order_items(items, options)
     jobs = plan_shards(items, options, _size_ratio(items, options) if options.reencodes else 1.0)

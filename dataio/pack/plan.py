@@ -60,6 +60,8 @@ class PackOptions:
         quality: Re-encode: JPEG quality.
         on_error: ``"fail"`` (list every unreadable image and write no manifest) or ``"skip"``.
         workers: Parallel processes (does not change any byte).
+        follow_symlinks: Read symlinked files and folders of the source (default: refuse them, naming each).
+            FIFOs, devices and sockets are refused either way.
     """
 
     shard_size: int = 256 * 10**6
@@ -69,6 +71,7 @@ class PackOptions:
     quality: int | None = None
     on_error: str = "fail"
     workers: int = 1
+    follow_symlinks: bool = False
 
     def __post_init__(self) -> None:
         if self.shard_size < 1024:

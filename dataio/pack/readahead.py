@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
 
@@ -25,6 +26,16 @@ def _advise(fd: int, offset: int, size: int) -> None:
     if _WILLNEED is not None:
         with contextlib.suppress(OSError):
             os.posix_fadvise(fd, offset, max(size, 0), _WILLNEED)
+
+
+def _open_regular(path: str) -> int:
+    """Opens a source file; one that became a FIFO or device after the scan is an error, not a hang."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file (a FIFO, device or socket); pack reads regular files only")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _read_exactly(fd: int, size: int, offset: int) -> bytes:
@@ -53,10 +64,10 @@ class Readahead:
             if item.offset > 0:
                 fd = self._archives.get(item.path)
                 if fd is None:
-                    fd = self._archives[item.path] = os.open(item.path, os.O_RDONLY | os.O_CLOEXEC)
+                    fd = self._archives[item.path] = _open_regular(item.path)
                 _advise(fd, item.offset, item.size)
                 return None
-            fd = os.open(item.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = _open_regular(item.path)
             _advise(fd, 0, item.size if item.size >= 0 else 0)
             return fd
         except OSError as exc:

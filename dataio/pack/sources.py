@@ -8,6 +8,7 @@ several worker processes can read one archive at once.
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import BinaryIO
 
 from dataio.errors import PackError
 
-__all__ = ["IMG_EXTENSIONS", "RawFile", "is_image_name", "scan_folder", "scan_tar"]
+__all__ = ["IMG_EXTENSIONS", "RawFile", "is_image_name", "refuse_special", "scan_folder", "scan_tar", "special_reason"]
 
 #: The extensions torchvision's ImageFolder accepts (compared case-insensitively).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -36,19 +37,78 @@ class RawFile:
     size: int
 
 
-def scan_folder(root: str | os.PathLike[str]) -> list[RawFile]:
-    """Lists every image file below ``root`` (following symlinks like torchvision's ImageFolder)."""
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+_FOLLOW_HINT = "pass --follow-symlinks (PackOptions(follow_symlinks=True)) to read what the links point at"
+
+
+def special_reason(path: str | os.PathLike[str], follow_symlinks: bool) -> str | None:
+    """Why pack refuses the source file ``path``, or ``None`` if it is a regular file it may read.
+
+    A symlink is refused unless ``follow_symlinks``; what is not a regular file (a FIFO hangs a reader, a device
+    such as ``/dev/zero`` never ends, a socket) is always refused, also behind a followed link.
+    """
+    try:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            if not follow_symlinks:
+                return "is a symbolic link"
+            st = os.stat(path)
+    except OSError:
+        return None  # missing or unreadable: the read reports it (or --on-error skip records it)
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "a directory" if stat.S_ISDIR(st.st_mode) else "a special file")
+    return f"is not a regular file ({kind}); pack reads regular files only"
+
+
+def refuse_special(refused: list[tuple[str, str]]) -> None:
+    """Raises :class:`PackError` listing every refused source file (none: returns)."""
+    if not refused:
+        return
+    shown = "; ".join(f"{p}: {r}" for p, r in refused[:5])
+    more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
+    hint = f"; {_FOLLOW_HINT}" if any(r == "is a symbolic link" for _, r in refused) else ""
+    raise PackError(f"{len(refused)} source files refused: {shown}{more}{hint}", refused)
+
+
+def scan_folder(root: str | os.PathLike[str], *, follow_symlinks: bool = False) -> list[RawFile]:
+    """Lists every image file below ``root``.
+
+    Symlinked files and folders below ``root`` are refused unless ``follow_symlinks`` (then followed, like
+    torchvision's ImageFolder); FIFOs, devices and sockets with image names are always refused. ``root`` itself
+    may be a symlink.
+
+    Raises:
+        PackError: naming every refused path (``bad_items``), or if ``root`` is not a directory.
+    """
     base = Path(root)
     if not base.is_dir():
         raise PackError(f"{base}: not a directory")
     out = []
-    for dirpath, _dirs, files in os.walk(base, followlinks=True):
+    refused: list[tuple[str, str]] = []
+    for dirpath, dirs, files in os.walk(base, followlinks=follow_symlinks):
         rel_dir = Path(dirpath).relative_to(base).as_posix()
+        if not follow_symlinks:
+            refused += [
+                (os.path.join(dirpath, d), "is a symbolic link")
+                for d in dirs
+                if os.path.islink(os.path.join(dirpath, d))
+            ]
         for name in files:
             if is_image_name(name):
                 path = os.path.join(dirpath, name)
+                reason = special_reason(path, follow_symlinks)
+                if reason is not None:
+                    refused.append((path, reason))
+                    continue
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 out.append(RawFile(rel, path, 0, os.stat(path).st_size))
+    refuse_special(sorted(refused))
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dataio.storage.base import StorageError, StorageNotFoundError, StoragePermissionError, Store
+from dataio.storage.base import StorageError, StorageNotFoundError, StoragePermissionError, Store, UnsafeFileError
 from dataio.storage.fsspec_store import FsspecStore
 from dataio.storage.local import LocalStore
 from dataio.storage.reader import RangeReader
@@ -20,6 +20,7 @@ __all__ = [
     "StorageNotFoundError",
     "StoragePermissionError",
     "Store",
+    "UnsafeFileError",
     "is_transient",
     "is_url",
     "open_store",

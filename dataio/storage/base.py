@@ -13,7 +13,14 @@ from typing import BinaryIO
 
 from dataio.errors import DataioError
 
-__all__ = ["StorageError", "StorageNotFoundError", "StoragePermissionError", "Store", "storage_error"]
+__all__ = [
+    "StorageError",
+    "StorageNotFoundError",
+    "StoragePermissionError",
+    "Store",
+    "UnsafeFileError",
+    "storage_error",
+]
 
 
 class StorageError(DataioError, OSError):
@@ -26,6 +33,11 @@ class StorageNotFoundError(StorageError, FileNotFoundError):
 
 class StoragePermissionError(StorageError, PermissionError):
     """Access denied or bad credentials (HTTP 403): permanent, never retried."""
+
+
+class UnsafeFileError(StoragePermissionError):
+    """A path inside a dataset that dataio refuses to open: a symbolic link (it may point outside the dataset's
+    root), a FIFO, socket or device file (reading one hangs or never ends). Permanent, never retried."""
 
 
 def storage_error(exc: BaseException, where: str) -> StorageError:
@@ -65,6 +77,15 @@ class Store(ABC):
     @abstractmethod
     def read(self, path: str) -> bytes:
         """Reads a whole object."""
+
+    def read_limited(self, path: str, limit: int) -> bytes | None:
+        """Reads a whole object, or returns ``None`` if it holds more than ``limit`` bytes.
+
+        Stores that know an object's size cheaply (POSIX: ``fstat``) decide before reading; the default reads
+        first (a remote size costs a request, and some servers answer it in another dialect).
+        """
+        data = self.read(path)
+        return data if len(data) <= limit else None
 
     @abstractmethod
     def size(self, path: str) -> int:

@@ -4,6 +4,13 @@ Reads use ``os.pread`` on one cached descriptor per file: no seek state shared b
 GIL is released while the kernel copies. Writes go to a temporary file beside the target and are renamed
 into place, so no reader ever sees a half-written file.
 
+Only regular files are opened, and no path below the root may pass through a symbolic link: every component is
+opened with ``O_NOFOLLOW`` relative to its parent's descriptor (no window for a swap between check and open),
+the file itself also with ``O_NONBLOCK`` (opening a FIFO does not wait for a writer), and ``fstat`` must say
+"regular file" before a byte is read. A symlink (it may point outside the dataset), a FIFO (it hangs), a
+device (``/dev/zero`` never ends) or a socket raises :class:`UnsafeFileError` naming the path. The root itself
+may be a symlink: it is what the user named.
+
 A forked child keeps the inherited descriptors (``pread`` has no shared file position, so parent and child may
 both read through them) with a fresh lock; a pickled copy opens its own.
 """
@@ -11,7 +18,9 @@ both read through them) with a fresh lock; a pickled copy opens its own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import threading
 import uuid
 import weakref
@@ -21,9 +30,9 @@ from typing import BinaryIO
 
 from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
-from dataio.storage.base import StorageError, Store, storage_error
+from dataio.storage.base import StorageError, Store, UnsafeFileError, storage_error
 
-__all__ = ["LocalStore", "pread_full"]
+__all__ = ["LocalStore", "open_regular", "pread_full"]
 
 
 def pread_full(fd: int, length: int, offset: int) -> bytes:
@@ -36,6 +45,61 @@ def pread_full(fd: int, length: int, offset: int) -> bytes:
             break
         data += more
     return data
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CHECK_SIZE_ABOVE = 1 << 24
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+
+
+def _refuse_link(where: Path) -> UnsafeFileError:
+    return UnsafeFileError(
+        f"{where}: is a symbolic link; dataio opens no symlinks inside a dataset (one may point outside its root): "
+        "replace it with the file or directory itself"
+    )
+
+
+def open_regular(root: Path, path: str) -> int:
+    """Opens ``root/path`` read-only if it is a regular file reached without a symlink below ``root``.
+
+    Raises:
+        UnsafeFileError: a component is a symlink, or the file is a FIFO, socket or device.
+        OSError: the usual (missing file, permission).
+    """
+    parts = check_relative_path(path).split("/")
+    where = root
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            where = where / part
+            try:
+                sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(where):
+                    raise _refuse_link(where) from None
+                raise
+            os.close(dfd)
+            dfd = sub
+        where = where / parts[-1]
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or (exc.errno == errno.ENXIO and os.path.islink(where)):
+                raise _refuse_link(where) from None
+            if exc.errno == errno.ENXIO:  # a socket
+                msg = f"{where}: is not a regular file (a socket); dataio reads regular files only"
+                raise UnsafeFileError(msg) from None
+            raise
+    finally:
+        os.close(dfd)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = _KINDS.get(stat.S_IFMT(mode), "a directory" if stat.S_ISDIR(mode) else "a special file")
+        raise UnsafeFileError(f"{where}: is not a regular file ({kind}); dataio reads regular files only") from None
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _close_all(fds: dict[str, int]) -> None:
@@ -80,13 +144,23 @@ class LocalStore(Store):
         with self._lock:
             fd = self._fds.get(path)
             if fd is None:
-                fd = os.open(self._path(path), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                fd = open_regular(self._dir, path)
                 self._fds[path] = fd
             return fd
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         try:
-            data = pread_full(self._fd(path), length, offset)
+            fd = self._fd(path)
+            if length > _CHECK_SIZE_ABOVE:  # a length from a hostile manifest must not become one huge buffer
+                end = os.fstat(fd).st_size
+                if offset + length > end:
+                    raise StorageError(
+                        f"{self.url(path)} [{offset}, +{length}): beyond the end of the file ({end} bytes); "
+                        "the manifest or index does not describe this file"
+                    )
+            data = pread_full(fd, length, offset)
+        except StorageError:
+            raise
         except OSError as exc:
             raise storage_error(exc, f"{self.url(path)} [{offset}, +{length})") from exc
         if len(data) != length:
@@ -96,10 +170,22 @@ class LocalStore(Store):
         return data
 
     def read(self, path: str) -> bytes:
-        return self._path(path).read_bytes()
+        with self.open_stream(path) as f:
+            return f.read()
+
+    def read_limited(self, path: str, limit: int) -> bytes | None:
+        with self.open_stream(path) as f:
+            if os.fstat(f.fileno()).st_size > limit:
+                return None
+            data = f.read(limit + 1)  # the file may have grown since the fstat
+        return data if len(data) <= limit else None
 
     def size(self, path: str) -> int:
-        return self._path(path).stat().st_size
+        fd = open_regular(self._dir, path)
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     def exists(self, path: str) -> bool:
         return self._path(path).exists()
@@ -139,7 +225,7 @@ class LocalStore(Store):
                 tmp.unlink()
 
     def open_stream(self, path: str) -> BinaryIO:
-        return open(self._path(path), "rb")
+        return os.fdopen(open_regular(self._dir, path), "rb")
 
     def close(self) -> None:
         with self._lock:

@@ -26,7 +26,7 @@ def test_pack_records_the_index_sha256(packed: Path) -> None:
 
 
 def test_manifest_round_trips_index_sha256_and_refuses_a_malformed_one() -> None:
-    entry = ShardEntry("shards/a.dio", 2, 100, "0" * 64, 60, 7)
+    entry = ShardEntry("shards/a.dio", 2, 124, "0" * 64, 60, 7)
     m = Manifest(IMAGE_SCHEMA, (entry,), index_sha256="ab" * 32)
     assert Manifest.loads(m.dumps()) == m
     assert "index_sha256" not in json.loads(Manifest(IMAGE_SCHEMA, (entry,)).dumps())  # older form unchanged

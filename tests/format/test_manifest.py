@@ -28,10 +28,10 @@ def test_safe_paths_pass(path: str) -> None:
 
 
 def test_manifest_round_trip() -> None:
-    m = Manifest(IMAGE_SCHEMA, (ShardEntry("shards/a.dio", 2, 100, SHA, 60, 7),), classes=("a", "b"),
+    m = Manifest(IMAGE_SCHEMA, (ShardEntry("shards/a.dio", 2, 124, SHA, 60, 7),), classes=("a", "b"),
                  skipped=({"path": "x", "reason": "empty file"},), extra={"k": 1})
     back = Manifest.loads(m.dumps())
-    assert back == m and back.num_samples == 2 and back.total_bytes == 100
+    assert back == m and back.num_samples == 2 and back.total_bytes == 124
     assert m.dumps() == back.dumps()
 
 

@@ -87,17 +87,34 @@ def test_shuffled_order_is_a_seeded_permutation(synth_dir: Path, packed: Path, t
     assert dataset_files(tmp_path / "a") == dataset_files(tmp_path / "a2")
 
 
+_BLOCKING_PACK = """
+import sys, time
+import dataio.pack.readahead as ra
+real = ra._open_regular
+def blocking(path):
+    if path.endswith("blocked.JPEG"):
+        time.sleep(3600)
+    return real(path)
+ra._open_regular = blocking
+from dataio.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_killed_pack_resumes_to_identical_bytes(synth_dir: Path, tmp_path: Path) -> None:
-    """A pack blocked mid-way (a FIFO that never delivers) is SIGKILLed; the rerun reuses its finished shards
-    and produces exactly the bytes of an uninterrupted pack."""
+    """A pack blocked mid-way (opening its last image never returns) is SIGKILLed; the rerun reuses its finished
+    shards and produces exactly the bytes of an uninterrupted pack. (A FIFO blocked it once: pack refuses
+    FIFOs now.)"""
     src = tmp_path / "src"
     shutil.copytree(synth_dir, src)
     (src / "zzz-last").mkdir()
-    fifo = src / "zzz-last" / "blocked.JPEG"
-    os.mkfifo(fifo)
+    blocked = src / "zzz-last" / "blocked.JPEG"
+    shutil.copy(next(synth_dir.rglob("*.JPEG")), blocked)
     out = tmp_path / "resumed"
-    cmd = [sys.executable, "-m", "dataio", "pack", str(src), str(out), "--shard-size", "120KB", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = ["pack", str(src), str(out), "--shard-size", "120KB", "--no-progress"]
+    cmd = [sys.executable, "-m", "dataio", *args]
+    blocking = [sys.executable, "-c", _BLOCKING_PACK, *args]
+    proc = subprocess.Popen(blocking, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         shards = []
@@ -116,7 +133,7 @@ def test_killed_pack_resumes_to_identical_bytes(synth_dir: Path, tmp_path: Path)
             proc.kill()
     assert shards and not (out / "manifest.json").exists()
     assert any(p.name.endswith(tuple("0123456789abcdef")) and ".tmp-" in p.name for p in (out / "shards").iterdir())
-    fifo.unlink()
+    blocked.unlink()
     (src / "zzz-last").rmdir()
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert " reused)" in done.stdout and not done.stdout.endswith("0 reused)\n"), done.stdout
