@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Resumable", "assert_plain_data", "assert_state_roundtrip"]
+import pytest
+
+__all__ = ["Resumable", "assert_plain_data", "assert_state_roundtrip", "run_with_timeout"]
 
 
 class Resumable(Protocol):
@@ -100,3 +105,27 @@ def assert_state_roundtrip(
         assert b.state_dict() == state, "a freshly loaded object reports a different state"
     compare(list(consume(b, None)), expected)
     return state
+
+
+def run_with_timeout(fn: Callable[[], Any], fifo: Path | None = None, seconds: float = 20.0) -> Any:
+    """Runs ``fn`` in a thread; a hang fails the test (and a reader blocked on ``fifo`` is released)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        if fifo is not None:  # release a reader blocked opening the FIFO, then its read sees EOF
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+        t.join(5)
+        pytest.fail(f"hung for {seconds} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

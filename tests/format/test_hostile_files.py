@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,6 +13,7 @@ from dataio import open_dataset
 from dataio.errors import DataioError
 from dataio.inspection import verify_dataset
 from dataio.storage.local import LocalStore
+from tests.helpers import run_with_timeout
 
 SECRET = b"TOPSECRET-0123456789"
 
@@ -25,30 +23,6 @@ def shard_path(root: Path) -> Path:
     path = root / ds.manifest.shards[0].path
     ds.close()
     return path
-
-
-def run_with_timeout(fn: Callable[[], Any], fifo: Path | None = None, seconds: float = 20.0) -> Any:
-    """Runs ``fn`` in a thread; a hang fails the test (and a reader blocked on ``fifo`` is released)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the test
-            box["error"] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        if fifo is not None:  # release a reader blocked opening the FIFO, then its read sees EOF
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            os.close(fd)
-        t.join(5)
-        pytest.fail(f"hung for {seconds} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def test_shard_symlinked_outside_the_root_is_refused_without_leaking_bytes(packed_copy: Path, tmp_path: Path) -> None:

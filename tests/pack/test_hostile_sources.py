@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from dataio import open_dataset
 from dataio.cli import main
 from dataio.errors import PackError
 from dataio.pack import PackOptions, pack
+from tests.helpers import run_with_timeout
 
 OPTS = PackOptions(shard_size=400_000)
 
@@ -31,22 +31,8 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def pack_with_timeout(*args: object, seconds: float = 60.0, **kw: object) -> object:
-    box: dict[str, object] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = pack(*args, **kw)  # type: ignore[arg-type]
-        except BaseException as exc:  # handed to the test
-            box["error"] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        pytest.fail(f"pack hung for {seconds} s")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]
+    """``pack(*args, **kw)``; a hang fails the test instead of blocking the run."""
+    return run_with_timeout(lambda: pack(*args, **kw), seconds=seconds)  # type: ignore[arg-type]
 
 
 def test_a_symlinked_image_is_refused_unless_following(source: Path, tmp_path: Path) -> None:
