@@ -83,8 +83,23 @@ def collect_items(
     if labels is not None:
         items, cls = label_val(files, labels, synsets_file=synsets, classes=classes)
         return items, cls, f"{kind}+labels"
+    if kind == "folder":
+        _check_no_empty_class(path, files, follow_symlinks)
     items, cls = label_by_folder(files, classes=classes)
     return items, cls, kind
+
+
+def _check_no_empty_class(root: Path, files: list[Any], follow_symlinks: bool) -> None:
+    """An ImageFolder class folder without images is an error, as in torchvision (its class would silently get
+    no label index here, shifting every later class's index against a torchvision run over the same folder)."""
+    with_images = {f.relpath.split("/", 1)[0] for f in files if "/" in f.relpath}
+    folders = [e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=follow_symlinks)]
+    empty = sorted(name for name in folders if name not in with_images)
+    if empty:
+        raise PackError(
+            f"{root}: no image files in the class folder(s) {empty[:10]}{' …' if len(empty) > 10 else ''} "
+            f"(torchvision's ImageFolder refuses them too): add images, or move the folders out of {root}"
+        )
 
 
 def _check_unique(items: list[Item]) -> None:

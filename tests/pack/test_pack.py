@@ -246,3 +246,13 @@ def test_an_output_path_that_is_a_file_is_refused_clearly(synth_dir: Path, tmp_p
         with pytest.raises(PackError, match=r"out\.bin is a file, not a directory"):
             pack(synth_dir, output)
     assert target.read_bytes() == b"not a directory"  # untouched
+
+
+def test_an_empty_class_folder_is_refused_as_imagefolder_does(synth_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(synth_dir, src)
+    (src / "zz_empty").mkdir()
+    (src / "zz_empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(PackError, match=r"no image files in the class folder\(s\) \['zz_empty'\]"):
+        pack(src, tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.json").exists()
