@@ -46,9 +46,7 @@ def plot_curves(runs: Runs, dataset: str, order: str, path: Path) -> None:
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_gaps(runs: Runs, dataset: str, path: Path) -> None:
@@ -79,9 +77,7 @@ def plot_gaps(runs: Runs, dataset: str, path: Path) -> None:
             ax.set_xlabel("world size K")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_io(runs: Runs, dataset: str, order: str, k: int, path: Path) -> None:
@@ -102,6 +98,11 @@ def plot_io(runs: Runs, dataset: str, order: str, k: int, path: Path) -> None:
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"{dataset}, {order} pack, K={k}, cache = a fraction of the dataset", fontsize=10)
+    _save(plt, fig, path)
+
+
+def _save(plt, fig, path: Path) -> None:
+    """Writes a finished figure (tight layout, 110 dpi) and frees it."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
