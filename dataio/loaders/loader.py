@@ -29,6 +29,7 @@ import torch.utils.data
 from dataio.loaders.autotune import AutotuneConfig
 from dataio.loaders.generic import GenericEpoch, GenericRun
 from dataio.loaders.runtime import LoaderRuntime
+from dataio.loaders.stats import verdict
 from dataio.loaders.threaded import ThreadedIterator
 
 __all__ = ["DataLoader"]
@@ -185,6 +186,8 @@ class DataLoader(torch.utils.data.DataLoader):
         reader = getattr(self.dataset, "_reader", None)
         if reader is not None:
             out["io"] = reader.stats()
+            if "verdict" in out:
+                out["verdict"] = verdict(out)  # again, now that it can weigh reads in flight and client CPU
         cache_stats = getattr(getattr(self.dataset, "store", None), "stats", None)
         if callable(cache_stats):
             out["cache"] = cache_stats()

@@ -94,8 +94,13 @@ class PipelineStats:
         return out
 
 
+#: An IO-bound loader whose storage client uses at least this share of the process's CPU is client-bound.
+CLIENT_BOUND_SHARE = 0.5
+
+
 def verdict(summary: dict[str, Any]) -> str:
-    """``consumer-bound`` when the training loop rarely waits; otherwise the busiest stage's bottleneck."""
+    """``consumer-bound`` when the training loop rarely waits; otherwise the busiest stage's bottleneck, and for
+    IO whether the storage client's CPU is the limit (``client-bound``) or the store and the reads in flight."""
     if summary["consumer_wait_pct"] < 5.0:
         return "consumer-bound: batches are ready before the training loop asks (the data path is not the limit)"
     stages = summary["stages"]
@@ -103,4 +108,14 @@ def verdict(summary: dict[str, Any]) -> str:
     decode = stages.get("decode", {}).get("busy_pct", 0.0)
     if decode >= read:
         return f"decode-bound: decode threads {decode:.0f}% busy (add threads/cores, or decode on the GPU)"
-    return f"io-bound: read threads {read:.0f}% busy (more reads in flight, a node cache, or a faster store)"
+    io = summary.get("io") or {}
+    flight = ""
+    if "in_flight_mean" in io:
+        flight = f", {io['in_flight_mean']:.1f} reads in flight on average (of {io['threads']})"
+    share = io.get("client_cpu_share", 0.0)
+    if share >= CLIENT_BOUND_SHARE:
+        return (
+            f"client-bound: the storage client ({io.get('client', '?')}) used {100 * share:.0f}% of this process's "
+            f"CPU{flight} (a client with less CPU per request: obstore, pip install 'dataio[s3]'; or a node cache)"
+        )
+    return f"io-bound: read threads {read:.0f}% busy{flight} (more reads in flight, a node cache, or a faster store)"

@@ -1,4 +1,5 @@
-"""Ranged reads and atomic writes: ``os.pread`` for POSIX paths, fsspec for every URL protocol."""
+"""Ranged reads and atomic writes: ``os.pread`` for POSIX paths, obstore for ``s3://`` (when installed), fsspec
+for every other URL protocol."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from typing import Any
 from dataio.storage.base import StorageError, StorageNotFoundError, StoragePermissionError, Store, UnsafeFileError
 from dataio.storage.fsspec_store import FsspecStore
 from dataio.storage.local import LocalStore
+from dataio.storage.obstore_store import ObstoreStore
 from dataio.storage.reader import RangeReader
 from dataio.storage.retry import RetryPolicy, is_transient
+from dataio.storage.s3_client import choose_client
 
 __all__ = [
     "FsspecStore",
     "LocalStore",
+    "ObstoreStore",
     "RangeReader",
     "RetryPolicy",
     "StorageError",
@@ -40,9 +44,24 @@ def open_store(
     retry: RetryPolicy | None = None,
 ) -> Store:
     """Returns the store serving ``location``: a :class:`LocalStore` for paths and ``file://`` (POSIX mounts of
-    CPFS, Lustre, NFS included), else an fsspec store (s3://, oss://, hdfs://, …) retrying per ``retry``."""
+    CPFS, Lustre, NFS included); for ``s3://`` an :class:`ObstoreStore` when obstore is installed; else an fsspec
+    store (s3:// without obstore, oss://, hdfs://, …). Remote stores retry per ``retry``.
+
+    ``storage_options["client"]`` chooses the ``s3://`` client: ``"auto"`` (default), ``"obstore"`` or
+    ``"fsspec"`` (s3fs); see :mod:`dataio.storage.s3_client`. The chosen store's ``client`` and
+    ``client_reason`` attributes say which serves and why.
+    """
     if is_url(location):
-        return FsspecStore(os.fspath(location), storage_options, retry=retry)
+        url = os.fspath(location)
+        options = dict(storage_options or {})
+        client, reason = choose_client(url.partition("://")[0], options)
+        options.pop("client", None)
+        if client == "obstore":
+            store: Store = ObstoreStore(url, options, retry=retry)
+        else:
+            store = FsspecStore(url, options, retry=retry)
+        store.client_reason = reason  # type: ignore[attr-defined]
+        return store
     if storage_options:
         raise ValueError("storage_options apply to URLs only, not to the local path " + os.fspath(location))
     return LocalStore(location)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from dataio.errors import DataioError
@@ -60,6 +60,10 @@ class Store(ABC):
     shared_between_processes: bool = True
     #: Reads a :class:`~dataio.storage.reader.RangeReader` keeps in flight by default on this backend.
     default_threads: int = 8
+    #: Ranges of one object :meth:`read_ranges` fetches concurrently in one call (1: one at a time).
+    batch_reads: int = 1
+    #: The client library serving this store (reported in stats and by ``dataio info``).
+    client: str = "posix"
 
     @property
     @abstractmethod
@@ -73,6 +77,11 @@ class Store(ABC):
     @abstractmethod
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         """Reads exactly ``length`` bytes at ``offset``; raises :class:`StorageError` if fewer exist."""
+
+    def read_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Reads several ``(offset, length)`` ranges of one object; stores with :attr:`batch_reads` > 1 fetch
+        them concurrently in one call."""
+        return [self.read_range(path, offset, length) for offset, length in ranges]
 
     @abstractmethod
     def read(self, path: str) -> bytes:

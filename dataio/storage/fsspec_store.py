@@ -28,6 +28,7 @@ from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
 from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
+from dataio.storage.streams import RangeStream
 
 __all__ = ["EXTRAS", "FsspecStore"]
 
@@ -46,25 +47,6 @@ UPLOAD_FIX = (
 )
 
 _STREAM_CHUNK = 4 << 20
-
-
-class _RangeStream(io.RawIOBase):
-    """A read-only stream of one object over :meth:`FsspecStore.read_range` (so every piece is retried)."""
-
-    def __init__(self, store: FsspecStore, path: str, size: int) -> None:
-        self._store, self._path, self._size, self._pos = store, path, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), self._size - self._pos)
-        if n <= 0:
-            return 0
-        data = self._store.read_range(self._path, self._pos, n)
-        buffer[:n] = data
-        self._pos += n
-        return n
 
 
 def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +103,8 @@ class FsspecStore(Store):
     """
 
     default_threads = 32  # object stores answer each request after tens of milliseconds
+    client = "fsspec"
+    client_reason = "fsspec serves this protocol"
 
     def __init__(
         self, url: str, storage_options: dict[str, Any] | None = None, *, retry: RetryPolicy | None = None
@@ -238,7 +222,7 @@ class FsspecStore(Store):
 
     def open_stream(self, path: str) -> BinaryIO:
         """Sequential reads as ranged reads of ``_STREAM_CHUNK`` bytes, each retried by the policy."""
-        return io.BufferedReader(_RangeStream(self, path, self.size(path)), _STREAM_CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(RangeStream(self, path, self.size(path)), _STREAM_CHUNK)  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self._url, "storage_options": self._options, "retry": self._retry}

@@ -5,20 +5,27 @@ The reader pulls requests lazily from an iterable (the sampler's order), keeps a
 (the read-ahead), merges requests whose ranges in the same object are at most ``coalesce_gap`` apart into
 one fetch, runs up to ``threads`` fetches at once, and hands each result back as soon as it — and every
 request before it — has arrived. Memory stays bounded by the window.
+
+Stores whose client runs requests concurrently itself (``store.batch_reads > 1``: obstore) get the fetches of
+one object in groups, one call per group: the requests in flight stay ``threads``, the Python threads and calls
+needed for them shrink by up to ``batch_reads``×.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from dataio._forksafe import on_fork_child
 from dataio.storage.base import Store
+from dataio.storage.client_cpu import client_threads_cpu, process_cpu
 
 __all__ = ["RangeReader", "Request", "coalesce"]
 
@@ -114,6 +121,11 @@ class RangeReader:
         self._finalizer = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         self._lock = threading.Lock()
         self._stats = {"requests": 0, "fetches": 0, "bytes": 0}
+        self._caller_cpu = 0.0  # CPU seconds of the threads that called the store (inside the calls)
+        self._flight_area = 0.0  # integral of requests in flight over time
+        self._flight_busy = 0.0  # seconds with at least one request in flight
+        self._flight_since = time.perf_counter()
+        self._cpu_base = (process_cpu(), client_threads_cpu())
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: the inherited pool has no threads and its locks may be held forever; leave it
@@ -151,22 +163,53 @@ class RangeReader:
                 self.window = 4 * threads
             self._slots.notify_all()
 
-    def _fetch(self, fetch: _Fetch) -> dict[int, bytes]:
+    def _in_flight(self, delta: int) -> None:
+        """Changes the requests in flight by ``delta``; caller holds ``self._slots``."""
+        now = time.perf_counter()
+        if self._active:
+            self._flight_area += self._active * (now - self._flight_since)
+            self._flight_busy += now - self._flight_since
+        self._flight_since = now
+        self._active += delta
+
+    def _fetch_group(self, fetches: list[_Fetch]) -> dict[int, bytes]:
+        """Runs fetches of one object: one store call (``read_ranges`` when there are several)."""
+        n = len(fetches)
         with self._slots:  # pool threads beyond the current limit wait here
-            while self._active >= self.threads:
+            while self._active and self._active + min(n, self.threads) > self.threads:
                 self._slots.wait()
-            self._active += 1
+            self._in_flight(n)
+        cpu = time.thread_time()
         try:
-            data = self.store.read_range(fetch.path, fetch.offset, fetch.length)
+            if n == 1:
+                datas = [self.store.read_range(fetches[0].path, fetches[0].offset, fetches[0].length)]
+            else:
+                datas = self.store.read_ranges(fetches[0].path, [(f.offset, f.length) for f in fetches])
         finally:
+            cpu = time.thread_time() - cpu
             with self._slots:
-                self._active -= 1
-                self._slots.notify()
-        self._count(len(fetch.parts), 1, len(data))
-        if len(fetch.parts) == 1:
-            return {fetch.parts[0][0]: data}
-        view = memoryview(data)
-        return {num: bytes(view[start : start + length]) for num, start, length in fetch.parts}
+                self._in_flight(-n)
+                self._caller_cpu += cpu
+                self._slots.notify_all()
+        out: dict[int, bytes] = {}
+        for fetch, data in zip(fetches, datas, strict=True):
+            self._count(len(fetch.parts), 1, len(data))
+            if len(fetch.parts) == 1:
+                out[fetch.parts[0][0]] = data
+                continue
+            view = memoryview(data)
+            out.update((num, bytes(view[start : start + length])) for num, start, length in fetch.parts)
+        return out
+
+    def _groups(self, fetches: list[_Fetch]) -> list[list[_Fetch]]:
+        """Fetches as store calls: one each, or for batching stores up to ``batch_reads`` of one object."""
+        size = min(int(getattr(self.store, "batch_reads", 1)), self.threads)
+        if size <= 1:
+            return [[f] for f in fetches]
+        by_path: dict[str, list[_Fetch]] = {}
+        for f in fetches:
+            by_path.setdefault(f.path, []).append(f)
+        return [group[i : i + size] for group in by_path.values() for i in range(0, len(group), size)]
 
     def read_many(self, requests: Iterable[Request]) -> Iterator[bytes]:
         """Yields the bytes of every request, in request order, with up to ``threads`` fetches in flight.
@@ -186,10 +229,11 @@ class RangeReader:
                     exhausted = len(batch) < self.window - len(order)
                     if batch:
                         order.extend(num for num, _ in batch)
-                        for fetch in coalesce(batch, self.coalesce_gap, self.max_fetch):
-                            future = self._pool.submit(self._fetch, fetch)
-                            for num, _, _ in fetch.parts:
-                                pending[num] = future
+                        for group in self._groups(coalesce(batch, self.coalesce_gap, self.max_fetch)):
+                            future = self._pool.submit(self._fetch_group, group)
+                            for fetch in group:
+                                for num, _, _ in fetch.parts:
+                                    pending[num] = future
                 if not order:
                     return
                 head = order.popleft()
@@ -201,12 +245,26 @@ class RangeReader:
             for future in set(pending.values()):
                 future.cancel()
 
-    def stats(self) -> dict[str, int]:
-        """Requests served, fetches issued (after coalescing), bytes fetched, retries (of the store)."""
+    def stats(self) -> dict[str, Any]:
+        """Requests served, fetches issued (after coalescing), bytes fetched, retries (of the store); reads in
+        flight now and on average while reading (``in_flight_mean``, out of ``threads``); the client serving
+        (``client``) and the CPU seconds spent in store calls on the reading threads (``client_call_cpu_s``),
+        on the client's own threads (``client_threads_cpu_s``, process-wide) and by the whole process, all since the
+        reader was made, and the client's share of the process's CPU (``client_cpu_share``)."""
         with self._lock:
-            out = dict(self._stats)
+            out: dict[str, Any] = dict(self._stats)
+        with self._slots:
+            self._in_flight(0)
+            out["in_flight"] = self._active
+            out["in_flight_mean"] = self._flight_area / self._flight_busy if self._flight_busy else 0.0
+            out["client_call_cpu_s"] = self._caller_cpu
         out["retries"] = int(getattr(self.store, "retries", 0))
         out["threads"] = self.threads
+        out["client"] = getattr(self.store, "client", type(self.store).__name__)
+        out["client_threads_cpu_s"] = client_threads_cpu() - self._cpu_base[1]
+        out["process_cpu_s"] = process_cpu() - self._cpu_base[0]
+        client = out["client_call_cpu_s"] + out["client_threads_cpu_s"]
+        out["client_cpu_share"] = min(1.0, client / out["process_cpu_s"]) if out["process_cpu_s"] > 0 else 0.0
         return out
 
     def close(self) -> None:

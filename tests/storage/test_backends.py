@@ -37,7 +37,7 @@ def test_unknown_protocol() -> None:
 def test_missing_backend_names_the_extra(url: str, module: str, extra: str) -> None:
     code = f"""
 import sys
-sys.modules[{module!r}] = None  # as if the package were not installed
+sys.modules[{module!r}] = sys.modules["obstore"] = None  # as if the packages were not installed
 import dataio
 try:
     dataio.open_dataset({url!r})
