@@ -28,7 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read symlinked files and folders of SOURCE (default: refuse them); FIFOs and devices are always refused",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing, different dataset at OUTPUT")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing, different dataset at OUTPUT, and pack into an OUTPUT holding files pack did not "
+        "create (refused otherwise; pack never deletes them)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--retry-budget",

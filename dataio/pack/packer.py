@@ -11,7 +11,6 @@ import hashlib
 import io
 import multiprocessing as mp
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,15 +21,14 @@ from dataio.errors import PackError
 from dataio.format.manifest import MANIFEST_NAME, Manifest, ShardEntry
 from dataio.format.schema import IMAGE_SCHEMA
 from dataio.pack.labels import Item, label_by_folder, label_from_list, label_val
+from dataio.pack.output import INDEX_NAME, check_no_foreign_files, tidy
 from dataio.pack.plan import PackOptions, ShardJob, order_items, plan_shards
 from dataio.pack.sources import refuse_special, scan_folder, scan_tar, special_reason
 from dataio.pack.worker import ShardResult, init_worker, run_job
-from dataio.storage import LocalStore, RetryPolicy, Store, is_url, open_store
+from dataio.storage import RetryPolicy, Store, is_url, open_store
+from dataio.storage.staging import sweep_stale
 
 __all__ = ["PackReport", "collect_items", "pack"]
-
-INDEX_NAME = "index.parquet"
-_TEMP = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,8 @@ def _run(
                 tick()
             init_worker(None)
             return results
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(counters,)) as pool:
+        init = (counters, os.getpid())  # a worker ends when this process dies (no orphans after kill -9)
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=init) as pool:
             futures = [pool.submit(run_job, job, output, storage_options, options, retry) for job in jobs]
             try:
                 while not all(f.done() for f in futures):
@@ -205,14 +204,6 @@ def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult])
     return hashlib.sha256(data).hexdigest()
 
 
-def _clean(store: Store, keep: set[str]) -> None:
-    """Removes temp files of killed packs and shards of an earlier, different plan."""
-    for path in store.list("shards"):
-        name = path.rsplit("/", 1)[-1]
-        if (isinstance(store, LocalStore) and _TEMP.match(name)) or (name.endswith(".dio") and path not in keep):
-            store.delete(path)
-
-
 def _check_output(output: str | os.PathLike[str]) -> None:
     """A local output must be a directory (or not exist yet): say so before any work, not with a traceback."""
     out = os.fspath(output)
@@ -248,17 +239,25 @@ def pack(
         synsets: ILSVRC id → wnid mapping for the devkit ground truth (``meta.mat`` or text).
         classes: Class names fixing the label indices (e.g. the train dataset's, for a validation set).
         storage_options: fsspec options for ``output``.
-        overwrite: Replace an existing dataset packed with different input or options.
+        overwrite: Replace an existing dataset packed with different input or options, and pack into an output
+            that holds files pack did not create (refused otherwise, naming a few; pack never deletes them).
         progress: Show a progress bar (samples/s and MB/s).
         retry: How uploads to a URL retry transient failures (default :class:`~dataio.storage.RetryPolicy`:
             about two minutes per upload, enough for a server restart).
 
     Raises:
-        PackError: if the source is unusable, or (``on_error="fail"``) naming every unreadable image.
+        PackError: if the source is unusable, the output holds foreign files (without ``overwrite``), or
+            (``on_error="fail"``) naming every unreadable image.
     """
     options = options or PackOptions()
     t0 = time.perf_counter()
     _check_output(output)
+    out = os.fspath(output)
+    if is_url(out):
+        sweep_stale()  # upload files staged by killed packs
+    store = open_store(out, storage_options, retry=retry)
+    if not overwrite:
+        check_no_foreign_files(store)
     items, cls, kind = collect_items(
         source, labels=labels, synsets=synsets, classes=classes, follow_symlinks=options.follow_symlinks
     )
@@ -266,15 +265,13 @@ def pack(
     items = order_items(items, options)
     jobs = plan_shards(items, options, _size_ratio(items, options) if options.reencodes else 1.0)
     plan_hash = hashlib.sha256("".join(j.plan_hash for j in jobs).encode() + repr(cls).encode()).hexdigest()
-    out = os.fspath(output)
-    store = open_store(out, storage_options, retry=retry)
     if store.exists(MANIFEST_NAME):
         old = Manifest.loads(store.read(MANIFEST_NAME), store.url(MANIFEST_NAME))
         if old.extra.get("plan_hash") != plan_hash:
             if not overwrite:
                 raise PackError(f"{store.url(MANIFEST_NAME)} holds a different dataset; pass overwrite to replace it")
             store.delete(MANIFEST_NAME)
-    _clean(store, {j.path for j in jobs})
+    tidy(store, {j.path for j in jobs})
     results = _run(jobs, out, storage_options, options, store, len(items), progress, retry)
     bad = [b for r in results for b in r.bad]
     if bad:

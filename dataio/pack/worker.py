@@ -19,6 +19,7 @@ from dataio.format.schema import IMAGE_SCHEMA
 from dataio.format.shard import FOOTER_SIZE, ShardInfo, ShardWriter, parse_footer, parse_index
 from dataio.pack.images import check_image, reencode
 from dataio.pack.labels import Item
+from dataio.pack.lifeline import die_with_parent
 from dataio.pack.plan import PackOptions, ShardJob
 from dataio.pack.readahead import Readahead
 from dataio.storage import RetryPolicy, Store, open_store
@@ -46,9 +47,12 @@ class ShardResult:
     bad: list[tuple[str, str]] = field(default_factory=list)
 
 
-def init_worker(progress: tuple[Any, Any] | None) -> None:
-    """Pool initializer: receives the shared progress counters."""
+def init_worker(progress: tuple[Any, Any] | None, parent_pid: int | None = None) -> None:
+    """Pool initializer: receives the shared progress counters; a worker (``parent_pid`` given) ends when the
+    pack process that started it dies (:func:`~dataio.pack.lifeline.die_with_parent`)."""
     global _progress
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     _progress = progress
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -28,6 +27,7 @@ from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
 from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
+from dataio.storage.staging import staged_file
 from dataio.storage.streams import RangeStream
 
 __all__ = ["EXTRAS", "FsspecStore"]
@@ -206,19 +206,15 @@ class FsspecStore(Store):
 
     @contextlib.contextmanager
     def open_atomic(self, path: str) -> Iterator[BinaryIO]:
-        fd, tmp = tempfile.mkstemp(prefix="dataio-upload-")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with staged_file(path) as tmp:
+            with open(tmp, "wb") as f:
                 yield f
             nbytes = os.path.getsize(tmp)
             self._call(
-                lambda: self._fs.put_file(tmp, self._path(path)),
+                lambda: self._fs.put_file(str(tmp), self._path(path)),
                 f"{self.url(path)} (upload of {nbytes} bytes)",
                 fix=UPLOAD_FIX,
             )
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     def open_stream(self, path: str) -> BinaryIO:
         """Sequential reads as ranged reads of ``_STREAM_CHUNK`` bytes, each retried by the policy."""

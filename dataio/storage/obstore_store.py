@@ -24,7 +24,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +35,7 @@ from dataio.storage.base import StorageError, Store, storage_error
 from dataio.storage.fsspec_store import UPLOAD_FIX
 from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
 from dataio.storage.s3_client import obstore_settings
+from dataio.storage.staging import staged_file
 from dataio.storage.streams import RangeStream
 
 __all__ = ["ObstoreStore", "ServerError", "translate_error"]
@@ -326,9 +326,8 @@ class ObstoreStore(Store):
             return
         obstore = _obstore()
         key = self._key(path)
-        fd, tmp = tempfile.mkstemp(prefix="dataio-upload-")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with staged_file(path) as tmp:
+            with open(tmp, "wb") as f:
                 yield f
             nbytes = os.path.getsize(tmp)
             self._call(
@@ -336,9 +335,6 @@ class ObstoreStore(Store):
                 f"{self.url(path)} (upload of {nbytes} bytes)",
                 fix=UPLOAD_FIX,
             )
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     def open_stream(self, path: str) -> BinaryIO:
         """Sequential reads as ranged reads of ``_STREAM_CHUNK`` bytes, each retried by the policy."""
