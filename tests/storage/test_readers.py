@@ -1,4 +1,5 @@
-"""One reader test suite run against every backend: local files, S3 (s3fs) and OSS (ossfs), real servers.
+"""One reader test suite run against every backend: local files, S3 through obstore (the default) and through
+s3fs, and OSS (ossfs), real servers.
 
 Every backend must return, for every sample, exactly the bytes of the local copy — through ``ds[i]``, through
 ``get_many``/``read_records`` (RangeReader: many threads, coalescing on and off), through raw
@@ -18,7 +19,7 @@ import pytest
 from dataio import ShardDataset, open_dataset
 from dataio.storage import RangeReader, StorageError, Store, open_store
 
-BACKENDS = ["local", "s3", "oss"]
+BACKENDS = ["local", "s3", "s3fs", "oss"]
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def test_proxy_cuts_uploads_on_the_way_to_the_server(
 
 
 @pytest.mark.parametrize("where", POINTS)
-@pytest.mark.parametrize("kind", ["s3", "oss"])
+@pytest.mark.parametrize("kind", ["s3", "s3fs", "oss"])
 def test_reads_survive_resets(
     kind: str, request: pytest.FixtureRequest, proxy: ProxyFactory, local_records: list[bytes], where: str
 ) -> None:
@@ -88,6 +88,7 @@ def test_reads_survive_resets(
     assert retries >= 1, px.counters
 
 
+@pytest.mark.parametrize("client", ["obstore", "fsspec"])
 @pytest.mark.parametrize("where", ["request", *POINTS])
 def test_pack_uploads_survive_resets(
     seaweed: SeaweedServer,
@@ -96,13 +97,14 @@ def test_pack_uploads_survive_resets(
     synth_dir: Path,
     local_records: list[bytes],
     where: str,
+    client: str,
 ) -> None:
     """Every upload of a pack (shards, progress records, index, manifest) is retried by dataio's policy; an
     upload cut half-way or one byte short never leaves a torn object: the packed dataset reads back exact, and
     a rerun's checks of the finished shards (streamed reads) ride through the same faults."""
     px = proxy(seaweed, reset_rate=0.25, reset_at=where, seed=2)
     url = f"s3://{bucket}/ds"
-    options = seaweed.s3_storage_options(endpoint=px.endpoint)
+    options = {**seaweed.s3_storage_options(endpoint=px.endpoint), "client": client}
     report = pack(synth_dir, url, PackOptions(shard_size=SHARD_SIZE), storage_options=options)
     assert report.written_shards == report.num_shards > 1
     assert px.counters.resets >= 3, px.counters
