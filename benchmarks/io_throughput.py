@@ -86,11 +86,17 @@ class CpuMeter:
 
 
 class ProxyProcess:
-    """tests/storage/faultproxy.py in a process of its own (so its GIL does not slow the client down)."""
+    """tests/storage/faultproxy_cli.py: the fault proxy in its own process (its GIL does not slow the client)."""
 
     def __init__(self, upstream_port: int, latency: float) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.storage.faultproxy", f"127.0.0.1:{upstream_port}", f"--latency={latency}"],
+            [
+                sys.executable,
+                "-m",
+                "tests.storage.faultproxy_cli",
+                f"127.0.0.1:{upstream_port}",
+                f"--latency={latency}",
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

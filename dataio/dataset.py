@@ -261,8 +261,10 @@ class ShardDataset(torch.utils.data.Dataset):
         sink = pa.BufferOutputStream()
         sink.write(data)
         try:
-            return pq.read_table(pa.BufferReader(sink.getvalue()), use_threads=False, pre_buffer=False)
-        except (pa.ArrowException, OSError) as exc:
+            table = pq.read_table(pa.BufferReader(sink.getvalue()), use_threads=False, pre_buffer=False)
+            table.column_names  # noqa: B018 - arrow decodes the names (UTF-8) only when asked: ask now
+            return table
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             url = self.store.url(self.manifest.index_path)
             raise FormatError(
                 f"{url}: not a readable Parquet index ({exc}); `dataio verify` checks the whole dataset, and packing "
@@ -271,13 +273,30 @@ class ShardDataset(torch.utils.data.Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        """Label of every sample in global order (int64; from the Parquet index, loaded once)."""
+        """Label of every sample in global order (int64; from the Parquet index, loaded once).
+
+        Raises:
+            FormatError: the index has no integer, null-free ``label`` column with one row per sample.
+        """
         if self._labels is None:
+            import pyarrow as pa
+
             table = self.index_table()
-            labels = table.column("label").to_numpy().astype(np.int64)
-            if len(labels) != len(self):
-                raise ValueError(f"{self.manifest.index_path}: {len(labels)} rows for {len(self)} samples")
-            self._labels = labels
+            where = self.store.url(self.manifest.index_path)
+            if "label" not in table.column_names:
+                raise FormatError(f"{where}: the sample index has no 'label' column; `dataio verify` checks it")
+            column = table.column("label")
+            if not pa.types.is_integer(column.type) or column.null_count:
+                raise FormatError(
+                    f"{where}: the 'label' column is {column.type} with {column.null_count} nulls, expected int64 "
+                    "without nulls; `dataio verify` checks the index"
+                )
+            if len(column) != len(self):
+                raise FormatError(f"{where}: {len(column)} rows for {len(self)} samples; `dataio verify` checks it")
+            try:
+                self._labels = column.cast(pa.int64()).to_numpy()
+            except pa.ArrowInvalid as exc:  # e.g. uint64 labels beyond int64
+                raise FormatError(f"{where}: 'label' values do not fit int64: {exc}") from exc
         return self._labels
 
     def close(self) -> None:

@@ -107,6 +107,8 @@ def parse_header(buf: bytes, where: str = "shard") -> Header:
         schema = Schema.from_json(json.loads(body)["fields"])
     except (ValueError, KeyError, TypeError) as exc:
         raise FormatError(f"{where}: corrupt schema: {exc}") from exc
+    except RecursionError:  # a valid CRC over JSON nested too deeply for the parser
+        raise FormatError(f"{where}: corrupt schema: JSON nested too deeply; not a dataio schema") from None
     return Header(version, schema, HEADER_FIXED_SIZE + slen)
 
 

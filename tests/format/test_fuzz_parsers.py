@@ -1,23 +1,26 @@
-"""Bounded hypothesis fuzz of every format parser: hostile bytes raise a DataioError naming what is wrong, never
-MemoryError, RecursionError, OverflowError, IndexError or a numpy error (issue 13, items 5 and 10)."""
+"""Bounded hypothesis fuzz of every format parser: shard header (and the schema in it), footer and index, record,
+zstd fields (hostile frame content sizes), ndarray and manifest. Hostile bytes raise a DataioError naming what is
+wrong, never MemoryError, RecursionError, OverflowError, IndexError, struct.error or a numpy error (issue 13, items
+5 and 10). The Parquet index has its own module (test_fuzz_index.py); ``pytest --fuzz-seconds S`` fuzzes longer."""
 
 from __future__ import annotations
 
 import io
 import json
 import struct
+import zlib
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+import zstandard
 from hypothesis import strategies as st
 
 from dataio.errors import DataioError
 from dataio.format import Field, Schema, ShardWriter
 from dataio.format.manifest import Manifest
 from dataio.format.ndarray import decode_ndarray, encode_ndarray
-from dataio.format.shard import FOOTER_SIZE, HEADER_FIXED_SIZE, parse_footer, parse_header, parse_index
+from dataio.format.shard import FOOTER_SIZE, HEADER_FIXED_SIZE, SHARD_MAGIC, parse_footer, parse_header, parse_index
+from tests.fuzzing import Fuzz
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 SCHEMA = Schema(
     (
         Field("key", "str"),
@@ -70,48 +73,111 @@ def _only_dataio_errors(fn, *args) -> None:  # type: ignore[no-untyped-def]
         assert str(exc)
 
 
-@FUZZ
-@given(mutated(SHARD[:200]))
-def test_fuzz_shard_header(buf: bytes) -> None:
-    _only_dataio_errors(parse_header, buf, "s.dio")
+def test_fuzz_shard_header(fuzz: Fuzz) -> None:
+    fuzz(lambda buf: _only_dataio_errors(parse_header, buf, "s.dio"), mutated(SHARD[:200]))
 
 
-@FUZZ
-@given(mutated(SHARD[-FOOTER_SIZE:]), st.integers(0, 1 << 64))
-def test_fuzz_shard_footer(buf: bytes, size: int) -> None:
-    _only_dataio_errors(parse_footer, buf, size, "s.dio")
+def _header(body: bytes) -> bytes:
+    """A shard header around ``body`` whose checksum is right: the schema parser behind the CRC gets the bytes."""
+    return struct.pack("<8sHHII", SHARD_MAGIC, 1, 0, len(body), zlib.crc32(body)) + body
 
 
-@FUZZ
-@given(mutated(SHARD[-FOOTER_SIZE - 28 : -FOOTER_SIZE]), st.integers(0, 1 << 64), st.integers(0, 1 << 64))
-def test_fuzz_shard_index(buf: bytes, n: int, offset: int) -> None:
-    import zlib
+SCHEMA_BODY = json.dumps({"fields": SCHEMA.to_json()}).encode()
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELD = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.sampled_from(["a", "b", "", "1x", "a" * 65]) | JSON,
+        "type": st.sampled_from(["bytes", "str", "int", "float", "ndarray"]) | JSON,
+        "compression": st.sampled_from([None, "zstd", "lz4"]) | JSON,
+    },
+)
+#: Found by this fuzzer: a schema nested a million levels deep behind a valid CRC ended in RecursionError.
+DEEP = b"[" * 100_000 + b"]" * 100_000
 
-    _only_dataio_errors(parse_index, buf, n % 4 if n & 1 else n, offset, zlib.crc32(buf), "s.dio")
+
+def test_fuzz_header_schema(fuzz: Fuzz) -> None:
+    def target(body: bytes) -> None:
+        _only_dataio_errors(parse_header, _header(body), "s.dio")
+
+    examples = [(DEEP,), (b'{"fields":' + DEEP + b"}",), (b'{"fields":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_001,)]
+    fuzz(target, mutated(SCHEMA_BODY) | JSON.map(lambda doc: json.dumps(doc).encode()), examples=examples)
 
 
-@FUZZ
-@given(mutated(NDARRAY))
-def test_fuzz_ndarray(buf: bytes) -> None:
-    _only_dataio_errors(decode_ndarray, buf)
+def test_fuzz_schema_json(fuzz: Fuzz) -> None:
+    fuzz(lambda doc: _only_dataio_errors(Schema.from_json, doc), JSON | st.lists(FIELD | JSON, max_size=4))
+
+
+def test_fuzz_shard_footer(fuzz: Fuzz) -> None:
+    fuzz(
+        lambda buf, size: _only_dataio_errors(parse_footer, buf, size, "s.dio"),
+        mutated(SHARD[-FOOTER_SIZE:]),
+        st.integers(0, 1 << 64),
+    )
+
+
+def test_fuzz_shard_index(fuzz: Fuzz) -> None:
+    def target(buf: bytes, n: int, offset: int) -> None:
+        _only_dataio_errors(parse_index, buf, n % 4 if n & 1 else n, offset, zlib.crc32(buf), "s.dio")
+
+    fuzz(target, mutated(SHARD[-FOOTER_SIZE - 28 : -FOOTER_SIZE]), st.integers(0, 1 << 64), st.integers(0, 1 << 64))
+
+
+def test_fuzz_ndarray(fuzz: Fuzz) -> None:
+    fuzz(lambda buf: _only_dataio_errors(decode_ndarray, buf), mutated(NDARRAY))
 
 
 DIMS = st.sampled_from([0, 1, 3, 7, 1 << 31, 1 << 32, 1 << 62, 1 << 63, (1 << 64) - 1])
 DTYPES = st.sampled_from(["<f8", "|u1", "|b1", ">c16", "<U4", "O", "V8", "(2147483647,2147483647)f8", "<f8,<i4", "M8"])
 
 
-@FUZZ
-@given(DTYPES, st.lists(DIMS, max_size=4), st.integers(0, 64))
-def test_fuzz_ndarray_header_fields(dtype: str, shape: list[int], body: int) -> None:
-    raw = dtype.encode()
-    buf = struct.pack(f"<B{len(raw)}sB{len(shape)}Q", len(raw), raw, len(shape), *shape) + b"\0" * body
-    _only_dataio_errors(decode_ndarray, buf)
+def test_fuzz_ndarray_header_fields(fuzz: Fuzz) -> None:
+    def target(dtype: str, shape: list[int], body: int) -> None:
+        raw = dtype.encode()
+        buf = struct.pack(f"<B{len(raw)}sB{len(shape)}Q", len(raw), raw, len(shape), *shape) + b"\0" * body
+        _only_dataio_errors(decode_ndarray, buf)
+
+    fuzz(target, DTYPES, st.lists(DIMS, max_size=4), st.integers(0, 64))
 
 
-@FUZZ
-@given(mutated(RECORD))
-def test_fuzz_record_and_zstd_fields(buf: bytes) -> None:
-    _only_dataio_errors(SCHEMA.decode, buf)
+def test_fuzz_record_and_zstd_fields(fuzz: Fuzz) -> None:
+    fuzz(lambda buf: _only_dataio_errors(SCHEMA.decode, buf), mutated(RECORD))
+
+
+ZSTD_BLOCKS = zstandard.ZstdCompressor(write_content_size=True).compress(bytes(range(256)) * 8)[6:]  # after FHD + FCS
+SIZES = st.sampled_from([0, 1, 2047, 2048, 2049, 1 << 16, (1 << 31) - 1, 1 << 31, 1 << 32, 1 << 63, (1 << 64) - 1])
+
+
+@st.composite
+def zstd_frames(draw: st.DrawFn) -> bytes:
+    """zstd frames with hostile headers: any frame header descriptor with any content size field, or a single-segment
+    frame declaring an absurd (or slightly wrong) content size, in front of real or mutated blocks."""
+    blocks = draw(mutated(ZSTD_BLOCKS))
+    if draw(st.booleans()):
+        size = draw(SIZES | st.integers(0, (1 << 64) - 1))
+        return b"\x28\xb5\x2f\xfd\xe0" + struct.pack("<Q", size) + blocks  # FCS: 8 bytes, single segment
+    fhd = draw(st.integers(0, 255))
+    return b"\x28\xb5\x2f\xfd" + bytes([fhd]) + draw(st.binary(max_size=9)) + blocks
+
+
+ZSTD_FIELDS = [Field("b", "bytes", "zstd"), Field("a", "ndarray", "zstd"), Field("s", "str", "zstd")]
+
+
+def test_fuzz_zstd_fields(fuzz: Fuzz) -> None:
+    def target(frame: bytes, field: Field) -> None:
+        try:
+            value = field.decode(memoryview(frame))
+        except DataioError as exc:
+            assert str(exc)
+            return
+        if field.type == "bytes":
+            assert len(value) <= (1 << 16) * len(frame)  # no more than zstd can make of it
+
+    fuzz(target, zstd_frames(), st.sampled_from(ZSTD_FIELDS))
 
 
 def _manifest_json() -> bytes:
@@ -147,16 +213,27 @@ def test_the_fuzzed_manifest_is_valid() -> None:
     assert Manifest.loads(MANIFEST).num_samples == 2 and len(SHARD) > HEADER_FIXED_SIZE
 
 
-@FUZZ
-@given(mutated(MANIFEST))
-def test_fuzz_manifest_bytes(buf: bytes) -> None:
-    _only_dataio_errors(Manifest.loads, buf)
+def test_fuzz_manifest_bytes(fuzz: Fuzz) -> None:
+    fuzz(lambda buf: _only_dataio_errors(Manifest.loads, buf), mutated(MANIFEST))
 
 
-@FUZZ
-@given(
-    st.sampled_from(["num_samples", "size", "index_offset", "index_crc32", "path", "sha256"]),
-    st.one_of(
+def test_fuzz_manifest_fields(fuzz: Fuzz) -> None:
+    def target(name: str, value: object) -> None:
+        doc = json.loads(MANIFEST)
+        doc["shards"][0][name] = value
+        try:
+            data = json.dumps(doc).encode()
+        except ValueError:
+            return
+        try:
+            manifest = Manifest.loads(data)
+        except DataioError as exc:
+            assert str(exc)
+            return
+        # what a reader builds from an accepted manifest must not overflow
+        np.array([(e.num_samples, e.size, e.index_offset) for e in manifest.shards], dtype=np.int64)
+
+    values = st.one_of(
         st.sampled_from([-1, 0, 1 << 32, (1 << 63) - 1, 1 << 63, 1 << 64, 1 << 70, 10**30]),
         st.integers(-(1 << 70), 1 << 70),
         st.floats(),
@@ -164,26 +241,13 @@ def test_fuzz_manifest_bytes(buf: bytes) -> None:
         st.none(),
         st.booleans(),
         st.lists(st.integers(), max_size=2),
-    ),
-)
-def test_fuzz_manifest_fields(name: str, value: object) -> None:
-    doc = json.loads(MANIFEST)
-    doc["shards"][0][name] = value
-    try:
-        data = json.dumps(doc).encode()
-    except ValueError:
-        return
-    try:
-        manifest = Manifest.loads(data)
-    except DataioError as exc:
-        assert str(exc)
-        return
-    # what a reader builds from an accepted manifest must not overflow
-    np.array([(e.num_samples, e.size, e.index_offset) for e in manifest.shards], dtype=np.int64)
+    )
+    fuzz(target, st.sampled_from(["num_samples", "size", "index_offset", "index_crc32", "path", "sha256"]), values)
 
 
-@FUZZ
-@given(st.integers(1, 100_000), st.sampled_from(["[", '{"a":']))
-def test_fuzz_manifest_nesting(depth: int, opener: str) -> None:
-    closer = "]" if opener == "[" else "}"
-    _only_dataio_errors(Manifest.loads, (opener * depth + "1" + closer * depth).encode())
+def test_fuzz_manifest_nesting(fuzz: Fuzz) -> None:
+    def target(depth: int, opener: str) -> None:
+        closer = "]" if opener == "[" else "}"
+        _only_dataio_errors(Manifest.loads, (opener * depth + "1" + closer * depth).encode())
+
+    fuzz(target, st.integers(1, 100_000), st.sampled_from(["[", '{"a":']), max_examples=100)

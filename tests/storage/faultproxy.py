@@ -16,11 +16,12 @@ else the response):
   answer (a PUT then has taken effect on the server while its client saw a reset).
 * ``"mid-body"``: half of the body's bytes (as framed on the wire) pass, then both connections are reset.
 * ``"last-byte"``: every byte of the body but the last passes, then both connections are reset.
+* ``"any"``: one of the four above, drawn for each cut (a chaos mix).
 
 One thread per client connection (daemon threads; every socket has a timeout and the proxy's stop event
 wakes every wait), each keeping one keep-alive connection to the upstream. :meth:`stop` closes everything.
 
-``python -m tests.storage.faultproxy 127.0.0.1:PORT --latency 0.01`` runs one in a process of its own (benchmarks:
+``python -m tests.storage.faultproxy_cli 127.0.0.1:PORT --latency 0.01`` runs one in a process of its own (benchmarks:
 the proxy's GIL then competes with nobody); it prints its port and serves until its stdin closes.
 """
 
@@ -31,40 +32,20 @@ import random
 import socket
 import struct
 import threading
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from tests.storage.faultcounters import ProxyCounters
 from tests.storage.httpwire import CHUNK, Closed, Message, iter_body, read_head, read_request_body
 
 __all__ = ["RESET_POINTS", "FaultProxy", "ProxyCounters"]
 
-RESET_POINTS = ("request", "headers", "mid-body", "last-byte")
+RESET_POINTS = ("request", "headers", "mid-body", "last-byte", "any")
 
 _SLOW_DOWN_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
     b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
     b"<Resource>%s</Resource><RequestId>faultproxy-%d</RequestId></Error>"
 )
-
-
-@dataclass
-class ProxyCounters:
-    """What the proxy did since start (or the last :meth:`FaultProxy.reset_counters`)."""
-
-    connections: int = 0
-    requests: int = 0
-    forwarded: int = 0
-    injected_503: int = 0
-    resets: int = 0
-    stalls: int = 0
-    upstream_errors: int = 0
-    bytes_up: int = 0  # request bytes sent to the upstream
-    bytes_down: int = 0  # response bytes sent to clients (relayed and injected)
-    statuses: dict[int, int] = field(default_factory=dict)  # upstream status -> count
-
-    @property
-    def bytes(self) -> int:
-        return self.bytes_up + self.bytes_down
 
 
 class FaultProxy:
@@ -76,7 +57,8 @@ class FaultProxy:
         latency: Seconds added before each request is handled.
         fail_rate: Probability of answering ``503 Slow Down`` instead of forwarding.
         reset_rate: Probability of resetting the client connection instead of forwarding.
-        reset_at: Where a reset cuts the exchange: ``"request"``, ``"headers"``, ``"mid-body"`` or ``"last-byte"``.
+        reset_at: Where a reset cuts the exchange: ``"request"``, ``"headers"``, ``"mid-body"``, ``"last-byte"``
+            or ``"any"`` (one of those four drawn per cut).
         stall_rate: Probability of never answering (for ``stall_s`` seconds, then closing).
         stall_s: How long a stalled request is held.
         seed: Seed of the fault draws.
@@ -237,6 +219,7 @@ class FaultProxy:
                 with self._lock:
                     self.counters.requests += 1
                     draw = self._rng.random()
+                    where = self.reset_at if self.reset_at != "any" else self._rng.choice(RESET_POINTS[:-1])
                 if self.methods is not None and request.start.split(" ", 1)[0].upper() not in self.methods:
                     draw = 1.0  # no fault for this method
                 if self.latency > 0 and self._stop.wait(self.latency):
@@ -245,7 +228,7 @@ class FaultProxy:
                     self._send_slow_down(client, request)
                     continue
                 cut = draw < self.fail_rate + self.reset_rate
-                if cut and self.reset_at == "request":
+                if cut and where == "request":
                     self._reset(client)
                     return
                 if not cut and draw < self.fail_rate + self.reset_rate + self.stall_rate:
@@ -267,7 +250,7 @@ class FaultProxy:
                         self._conns.add(upstream)
                 if cut:
                     with contextlib.suppress(Closed, OSError, ValueError):
-                        self._forward_cut(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
+                        self._forward_cut(client, upstream, up_reader, request, body, where)  # type: ignore[arg-type]
                     self._reset(client)
                     self._reset(upstream, count=False)  # the upstream must not wait for the rest either
                     return
@@ -330,10 +313,15 @@ class FaultProxy:
         return not closes and not wants_close
 
     def _forward_cut(
-        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: Message, body: bytes
+        self,
+        client: socket.socket,
+        upstream: socket.socket,
+        up_reader: BinaryIO,
+        request: Message,
+        body: bytes,
+        where: str,
     ) -> None:
-        """Relays one exchange up to the point ``reset_at`` names; the caller then resets both connections."""
-        where = self.reset_at
+        """Relays one exchange up to the reset point ``where``; the caller then resets both connections."""
         if body and where in ("mid-body", "last-byte"):  # an upload: cut its body on the way to the server
             sent = request.head + body[: _cut_point(len(body), where)]
             upstream.sendall(sent)
@@ -390,48 +378,3 @@ class FaultProxy:
 def _cut_point(size: int, where: str) -> int:
     """Bytes of a ``size``-byte body that pass before a reset at ``where`` (``mid-body`` or ``last-byte``)."""
     return size // 2 if where == "mid-body" else max(0, size - 1)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Runs a proxy in its own process (its GIL then competes with nobody): prints ``PORT`` on one line, serves
-    until stdin closes (the parent exited or closed the pipe) or SIGTERM, then prints the counters as JSON."""
-    import argparse
-    import dataclasses
-    import json
-    import signal
-    import sys
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("upstream", help="HOST:PORT of the server (loopback)")
-    ap.add_argument("--latency", type=float, default=0.0)
-    ap.add_argument("--fail-rate", type=float, default=0.0)
-    ap.add_argument("--reset-rate", type=float, default=0.0)
-    ap.add_argument("--reset-at", choices=RESET_POINTS, default="request")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    host, _, port = args.upstream.rpartition(":")
-    proxy = FaultProxy(
-        host,
-        int(port),
-        latency=args.latency,
-        fail_rate=args.fail_rate,
-        reset_rate=args.reset_rate,
-        reset_at=args.reset_at,
-        seed=args.seed,
-    )
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-
-    def watch_stdin() -> None:
-        sys.stdin.read()  # returns at EOF: the parent is gone or wants us to stop
-        done.set()
-
-    with proxy:
-        print(proxy.port, flush=True)
-        threading.Thread(target=watch_stdin, daemon=True).start()
-        done.wait()
-    print(json.dumps(dataclasses.asdict(proxy.counters)), flush=True)
-
-
-if __name__ == "__main__":
-    main()

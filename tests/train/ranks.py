@@ -93,3 +93,10 @@ def _single(
 def run_ranks(fn: Callable[..., None], world_size: int, *args: Any, backend: str = "gloo") -> None:
     """Runs ``fn(rank, world_size, *args)`` on every rank; an exception on any rank fails the caller."""
     mp.spawn(_single, args=(fn, world_size, free_port(), args, backend), nprocs=world_size, join=True)
+
+
+def start_ranks(fn: Callable[..., None], world_size: int, *args: Any, backend: str = "gloo") -> mp.ProcessContext:
+    """Starts ``fn(rank, world_size, *args)`` on every rank and returns at once: the caller acts while the ranks
+    run (``args`` may hold ``mp.get_context("spawn")`` events) and then calls ``join()`` on the context, which
+    raises if any rank failed."""
+    return mp.spawn(_single, args=(fn, world_size, free_port(), args, backend), nprocs=world_size, join=False)
