@@ -358,9 +358,11 @@ def open_dataset(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
     """Opens a packed dataset.
 
     Args:
-        url: Dataset directory (local disk, or a POSIX mount of CPFS/Lustre/NFS: read with ``os.pread``), or an
-            fsspec URL prefix (``s3://bucket/prefix``, ``oss://…``, ``hdfs://…``, ``memory://…``).
-        storage_options: fsspec options for URLs (endpoint, credentials, anon, …); never logged.
+        url: Dataset directory (local disk, or a POSIX mount of CPFS/Lustre/NFS: read with ``os.pread``), or a
+            URL prefix: ``s3://bucket/prefix`` (obstore when installed, else s3fs), ``oss://…``, ``hdfs://…``,
+            ``memory://…`` (fsspec).
+        storage_options: Options for URLs (endpoint, credentials, anon, …) in s3fs/fsspec spelling, plus
+            ``client`` (``"auto"``, ``"obstore"``, ``"fsspec"``) for ``s3://``; never logged (docs/storage.md).
         **kw: ``verify`` (bool, default True): check each sample's CRC-32 on read; ``threads`` (int): reads in
             flight for batched reads (default 8 for POSIX, 32 for URLs); ``coalesce_gap`` (bytes, default 64 KiB);
             ``retry`` (:class:`~dataio.storage.RetryPolicy`) for remote reads; ``cache_dir`` (a node-local

@@ -67,7 +67,7 @@ def translate_error(exc: BaseException, secrets: Sequence[str] = ()) -> BaseExce
     """
     text = str(exc)
     first = text.split("\n\nDebug source")[0].strip().splitlines()[0] if text.strip() else type(exc).__name__
-    first = first.split(": <?xml")[0]
+    first = first.split(": <?xml")[0].rstrip(": ")
     code, message = _S3_CODE.search(text), _S3_MESSAGE.search(text)
     if code:
         first += f" ({code.group(1)}" + (f": {message.group(1)})" if message else ")")

@@ -147,3 +147,59 @@ def test_reader_threads_stop_on_close(tmp_path: Path) -> None:
         if t.name.startswith("dataio-read"):
             t.join(timeout=5)
     assert threading.active_count() <= before
+
+
+class BatchingStore(LocalStore):
+    """A POSIX store that, like obstore, takes several ranges of one object per call; it records each call and
+    the most requests it ever had in flight."""
+
+    batch_reads = 4
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.calls: list[tuple[str, int]] = []
+        self.in_flight = self.most_in_flight = 0
+        self._count_lock = threading.Lock()
+
+    def _enter(self, n: int) -> None:
+        with self._count_lock:
+            self.in_flight += n
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def _leave(self, n: int) -> None:
+        with self._count_lock:
+            self.in_flight -= n
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        return self.read_ranges(path, [(offset, length)])[0]
+
+    def read_ranges(self, path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        self._enter(len(ranges))
+        try:
+            with self._count_lock:
+                self.calls.append((path, len(ranges)))
+            threading.Event().wait(0.002)  # a remote store answers after a while: let calls overlap
+            return [super(BatchingStore, self).read_range(path, o, n) for o, n in ranges]
+        finally:
+            self._leave(len(ranges))
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
+def test_batching_store_gets_groups_of_one_object_within_the_reads_in_flight(tmp_path: Path, threads: int) -> None:
+    data = {}
+    for name in ("a", "b", "c"):
+        data[name] = np.random.default_rng(len(name) + ord(name)).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+        (tmp_path / name).write_bytes(data[name])
+    rng = np.random.default_rng(5)
+    reqs = [(str(rng.choice(["a", "b", "c"])), int(o), 100) for o in rng.integers(0, 49_000, 400)]
+    store = BatchingStore(tmp_path)
+    with RangeReader(store, threads=threads, coalesce_gap=-1) as reader:
+        got = list(reader.read_many(reqs))
+        stats = reader.stats()
+    assert got == [data[p][o : o + n] for p, o, n in reqs]
+    assert all(n <= min(store.batch_reads, threads) for _, n in store.calls)
+    assert store.most_in_flight <= threads  # the bound holds in requests, not in calls
+    assert sum(n for _, n in store.calls) == stats["fetches"]
+    if threads > 1:
+        assert len(store.calls) < stats["fetches"]  # fewer calls than GETs: the client runs the rest
+    assert 1.0 <= stats["in_flight_mean"] <= threads and stats["in_flight"] == 0
