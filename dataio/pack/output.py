@@ -72,12 +72,14 @@ def foreign_files(store: Store) -> list[str]:
     """Paths (relative to the output) that pack did not create, sorted.
 
     A local output is scanned whole (files, folders, links). A URL prefix is listed at its top level and in
-    ``shards/`` and ``.dataio-pack/`` (files only: the store interface lists no folders).
+    ``shards/`` and ``.dataio-pack/``: objects, and sub-prefixes (shown with a trailing ``/``) other than those two.
     """
     if isinstance(store, LocalStore):
         root = os.path.expanduser(store.root.removeprefix("file://"))
         return _local_foreign(root) if os.path.isdir(root) else []
-    return [p for folder in _OWNED for p in store.list(folder) if not _owned(folder, p.rsplit("/", 1)[-1])]
+    files = [p for folder in _OWNED for p in store.list(folder) if not _owned(folder, p.rsplit("/", 1)[-1])]
+    folders = [f"{p}/" for folder in _OWNED for p in store.list_folders(folder) if folder or p not in _OWNED]
+    return sorted(files + folders)
 
 
 def check_no_foreign_files(store: Store) -> None:

@@ -112,6 +112,11 @@ class Store(ABC):
     def list(self, prefix: str) -> list[str]:
         """Relative paths of the objects directly below the directory ``prefix`` (empty if none)."""
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """Relative paths of the folders (sub-prefixes) directly below ``prefix``; stores that cannot list them
+        return an empty list."""
+        return []
+
     @abstractmethod
     @contextlib.contextmanager
     def open_atomic(self, path: str) -> Iterator[BinaryIO]:

@@ -188,11 +188,11 @@ class FsspecStore(Store):
         with contextlib.suppress(FileNotFoundError):
             self._call(lambda: self._fs.rm_file(self._path(path)), f"{self.url(path)} (delete)")
 
-    def list(self, prefix: str) -> list[str]:
+    def _entries(self, prefix: str) -> list[dict[str, Any]]:
         base = self._path(prefix) if prefix else self._prefix
         where = f"{self.url(prefix) if prefix else self._url} (listing)"
         try:
-            entries = self._call(lambda: self._fs.ls(base, detail=True), where)
+            return self._call(lambda: self._fs.ls(base, detail=True), where)
         except FileNotFoundError:
             return []
         except (OSError, RuntimeError):
@@ -201,8 +201,17 @@ class FsspecStore(Store):
             if self._protocol == "oss":
                 return []
             raise
-        names = sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
+
+    def _names(self, prefix: str, kind: str) -> list[str]:
+        entries = self._entries(prefix)
+        names = sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == kind)
         return [f"{prefix}/{n}" if prefix else n for n in names]
+
+    def list(self, prefix: str) -> list[str]:
+        return self._names(prefix, "file")
+
+    def list_folders(self, prefix: str) -> list[str]:
+        return self._names(prefix, "directory")
 
     @contextlib.contextmanager
     def open_atomic(self, path: str) -> Iterator[BinaryIO]:

@@ -201,6 +201,13 @@ class LocalStore(Store):
             return []
         return sorted(f"{prefix}/{p.name}" if prefix else p.name for p in base.iterdir() if p.is_file())
 
+    def list_folders(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self._dir
+        if not base.is_dir():
+            return []
+        dirs = (p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink())
+        return sorted(f"{prefix}/{name}" if prefix else name for name in dirs)
+
     def _forget(self, path: str) -> None:
         with self._lock:
             fd = self._fds.pop(path, None)

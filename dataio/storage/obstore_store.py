@@ -308,14 +308,22 @@ class ObstoreStore(Store):
         with contextlib.suppress(FileNotFoundError):
             self._call(lambda: obstore.delete(self._store, key), f"{self.url(path)} (delete)")
 
-    def list(self, prefix: str) -> list[str]:
-        if (other := self._forked()) is not None:
-            return other.list(prefix)
+    def _listing(self, prefix: str) -> Any:
         obstore = _obstore()
         base = self._key(prefix) + "/" if prefix else (self._prefix + "/" if self._prefix else "")
         where = f"{self.url(prefix) if prefix else self._url} (listing)"
-        result = self._call(lambda: obstore.list_with_delimiter(self._store, base or None), where)
-        names = sorted(meta["path"].rsplit("/", 1)[-1] for meta in result["objects"])
+        return self._call(lambda: obstore.list_with_delimiter(self._store, base or None), where)
+
+    def list(self, prefix: str) -> list[str]:
+        if (other := self._forked()) is not None:
+            return other.list(prefix)
+        names = sorted(meta["path"].rsplit("/", 1)[-1] for meta in self._listing(prefix)["objects"])
+        return [f"{prefix}/{n}" if prefix else n for n in names]
+
+    def list_folders(self, prefix: str) -> list[str]:
+        if (other := self._forked()) is not None:
+            return other.list_folders(prefix)
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._listing(prefix)["common_prefixes"])
         return [f"{prefix}/{n}" if prefix else n for n in names]
 
     @contextlib.contextmanager

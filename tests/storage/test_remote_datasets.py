@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import dataio
+from dataio.errors import PackError
 from dataio.pack import PackOptions, pack
+from dataio.storage import open_store
 from tests.conftest import SHARD_SIZE
 from tests.storage.conftest import RemoteDataset
 
@@ -81,3 +83,17 @@ def test_byte_identical_with_and_without_the_cache(
     assert list(cached.read_records(indices)) == list(local.read_records(indices))
     stats = cached.store.stats()
     assert stats.downloads >= len(local.shard_sizes) and stats.errors == 0
+
+
+@pytest.mark.parametrize("client", ["obstore", "fsspec"])
+def test_pack_refuses_a_prefix_with_foreign_objects_below_it(
+    seaweed, bucket: str, synth_dir: Path, client: str
+) -> None:
+    """Foreign objects in a sub-prefix pack does not own (``images/…``) are seen too, through either client."""
+    options = {**seaweed.s3_storage_options(), "client": client}
+    store = open_store(f"s3://{bucket}/ds", options)
+    store.write_bytes("images/n01/x.jpg", b"not pack's")
+    store.write_bytes("shards/notes/readme.txt", b"nor this")
+    with pytest.raises(PackError, match=r"holds 2 .*images/, shards/notes/"):
+        pack(synth_dir, f"s3://{bucket}/ds", PackOptions(shard_size=SHARD_SIZE), storage_options=options)
+    assert store.read("images/n01/x.jpg") == b"not pack's"
