@@ -9,15 +9,18 @@ request before it — has arrived. Memory stays bounded by the window.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from dataio._forksafe import on_fork_child
+from dataio.errors import ClosedError
 from dataio.storage.base import Store
 
 __all__ = ["RangeReader", "Request", "coalesce"]
@@ -80,6 +83,9 @@ class RangeReader:
         window: Requests looked at ahead of the consumer (default ``4 × threads``).
         max_threads: Upper bound for :meth:`set_threads` (default ``4 × threads``, at most 256); pool threads
             are started on demand, so a high bound costs nothing until it is used.
+        guard: Entered around every read of the store (``ShardDataset`` passes its
+            :meth:`~dataio.gate.ReadGate.reading`, so that closing the dataset waits for the reads in flight and
+            refuses later ones); its error is raised by a read the reader's ``close()`` cancelled.
     """
 
     def __init__(
@@ -91,8 +97,10 @@ class RangeReader:
         max_fetch: int = 8 * 1024 * 1024,
         window: int | None = None,
         max_threads: int | None = None,
+        guard: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self.store = store
+        self._guard = guard
         self.threads = int(threads or store.default_threads)
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -126,7 +134,8 @@ class RangeReader:
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Reads one range (on the calling thread)."""
-        data = self.store.read_range(path, offset, length)
+        with self._guard():
+            data = self.store.read_range(path, offset, length)
         self._count(1, 1, len(data))
         return data
 
@@ -157,7 +166,8 @@ class RangeReader:
                 self._slots.wait()
             self._active += 1
         try:
-            data = self.store.read_range(fetch.path, fetch.offset, fetch.length)
+            with self._guard():
+                data = self.store.read_range(fetch.path, fetch.offset, fetch.length)
         finally:
             with self._slots:
                 self._active -= 1
@@ -187,19 +197,39 @@ class RangeReader:
                     if batch:
                         order.extend(num for num, _ in batch)
                         for fetch in coalesce(batch, self.coalesce_gap, self.max_fetch):
-                            future = self._pool.submit(self._fetch, fetch)
+                            future = self._submit(fetch)
                             for num, _, _ in fetch.parts:
                                 pending[num] = future
                 if not order:
                     return
                 head = order.popleft()
                 if head not in ready:
-                    ready.update(pending[head].result())
+                    try:
+                        ready.update(pending[head].result())
+                    except CancelledError:  # by close()
+                        raise self._closed_error() from None
                 pending.pop(head, None)
                 yield ready.pop(head)
         finally:
             for future in set(pending.values()):
                 future.cancel()
+
+    def _submit(self, fetch: _Fetch) -> Future[dict[int, bytes]]:
+        try:
+            return self._pool.submit(self._fetch, fetch)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            if self._finalizer.alive:
+                raise
+            raise self._closed_error() from None
+
+    def _closed_error(self) -> ClosedError:
+        """The guard's own error (it names what was closed), else one naming the store."""
+        try:
+            with self._guard():
+                pass
+        except ClosedError as exc:
+            return exc
+        return ClosedError(f"reader of {self.store.root} is closed: no reads after close()")
 
     def stats(self) -> dict[str, int]:
         """Requests served, fetches issued (after coalescing), bytes fetched, retries (of the store)."""
