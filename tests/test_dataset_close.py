@@ -10,6 +10,7 @@ raises :class:`~dataio.errors.ClosedError` naming the dataset.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 from collections import Counter
@@ -108,12 +109,17 @@ def _race(packed: Path, rounds: int, **kw) -> Counter[str]:
     probe.close()
     total: Counter[str] = Counter()
     problems: list[str] = []
-    with tempfile.TemporaryDirectory() as churn_dir:
-        for _ in range(rounds):
-            race = _Race(dataio.open_dataset(packed, verify=False, **kw), want, churn_dir)
-            race.run()
-            total.update(race.outcomes)
-            problems += race.problems
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads interleave often: close() lands between more reads' steps
+    try:
+        with tempfile.TemporaryDirectory() as churn_dir:
+            for _ in range(rounds):
+                race = _Race(dataio.open_dataset(packed, verify=False, **kw), want, churn_dir)
+                race.run()
+                total.update(race.outcomes)
+                problems += race.problems
+    finally:
+        sys.setswitchinterval(switch)
     bad = {k: v for k, v in total.items() if k not in ("ok", "closed_error")}
     assert not bad, f"{bad} over {rounds} rounds, e.g. {problems[:5]}"
     return total

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from dataio.cache.fds import REGISTRY
 from dataio.cache.layout import CacheLayout
-from dataio.errors import ChecksumError
+from dataio.errors import ChecksumError, ClosedError
 from dataio.storage.base import Store
 
 if TYPE_CHECKING:
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["Cancelled", "ShardSpec", "download"]
 
 
-class Cancelled(RuntimeError):
-    """The cached store was closed (a read, a wait or a download in progress was cancelled)."""
+class Cancelled(ClosedError):
+    """The cached store was closed (a read, a wait or a download in progress was cancelled); a
+    :class:`~dataio.errors.ClosedError` (so a ``RuntimeError``) naming the dataset."""
 
 
 @dataclass(frozen=True)

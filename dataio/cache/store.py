@@ -263,10 +263,7 @@ class CachedStore(Store):
 
     def stats(self) -> CacheStats:
         """This process's counters (see :class:`CacheStats`)."""
-        e = self._engine
-        with e.lock:
-            counts = dict(e.counts)
-            waited = e.waited
+        counts, waited = self._engine.state.counters()
         return CacheStats(**counts, waited_seconds=round(waited, 6))
 
     def close(self) -> None:
