@@ -29,10 +29,11 @@ from dataio.cache.locks import LockTimeout, open_locked
 from dataio.cache.options import CacheOptions
 from dataio.cache.plans import next_uses
 from dataio.cache.prefetch import Prefetcher
+from dataio.cache.space import remove_unsafe
 from dataio.cache.state import CacheState, Pin
 from dataio.cache.tracker import PlanTracker
 from dataio.errors import ChecksumError
-from dataio.storage.base import StorageError, Store
+from dataio.storage.base import StorageError, Store, UnsafeFileError
 from dataio.storage.local import pread_full
 
 __all__ = ["CacheEngine"]
@@ -102,7 +103,10 @@ class CacheEngine:
                 return pread_exactly(pin.fd, offset, length, self.remote.url(path))
             finally:
                 self.release(pin)
-        got = open_locked(self.layout.data_path(self.specs[path].name), False, stop=self.stop)
+        try:
+            got = open_locked(self._data(path), False, stop=self.stop, regular_in=self.layout.data_dir)
+        except (UnsafeFileError, NotADirectoryError):  # the next read of the shard removes it and downloads it
+            got = None
         if got is None:
             self.state.count(remote_reads=1)
             return self.remote.read_range(path, offset, length)
@@ -130,18 +134,36 @@ class CacheEngine:
             REGISTRY.close(got[0])
         return final
 
+    def _data(self, path: str) -> str:
+        return self.layout.data_path(self.specs[path].name)
+
     def _open_local(self, path: str) -> tuple[int, bool]:
-        """A pinned descriptor of the verified local copy, fetching it first if needed; ``(fd, was_cached)``."""
+        """A pinned descriptor of the verified local copy, fetching it first if needed; ``(fd, was_cached)``.
+
+        Only a regular file reached without a symlink is opened: anything else at the copy's place (a symlink
+        planted by another user, or pointing outside the cache; a FIFO; a device) is removed and the shard
+        downloaded again.
+        """
         spec = self.specs[path]
         final = self.layout.data_path(spec.name)
         hit = True
+        refused = False
         start = time.monotonic()
         try:
             while True:
                 error = self.state.take_error(path)
                 if error is not None:
                     raise error
-                got = open_locked(final, False, stop=self.stop)
+                try:
+                    got = open_locked(final, False, stop=self.stop, regular_in=self.layout.data_dir)
+                except (UnsafeFileError, NotADirectoryError) as exc:
+                    if refused:
+                        raise UnsafeFileError(
+                            f"cached copy {final} of shard {path}: {exc} (removed once, and there again)"
+                        ) from exc
+                    refused = True
+                    self._remove_unsafe(path)
+                    got = None
                 if got is not None:
                     fd, _ = got
                     size = os.fstat(fd).st_size
@@ -162,6 +184,18 @@ class CacheEngine:
         finally:
             if not hit:
                 self.state.add_waited(time.monotonic() - start)
+
+    def _remove_unsafe(self, path: str) -> None:
+        """Removes a symlink or special file at the cached copy's place (under the shard's download lock)."""
+        name = self.specs[path].name
+        got = open_locked(self.layout.download_lock(name), True, create=True, stop=self.stop)
+        if got is None:  # pragma: no cover - create=True never returns None
+            raise OSError(f"cannot lock {self.layout.download_lock(name)}")
+        try:
+            removed = remove_unsafe(self.layout, name)
+        finally:
+            REGISTRY.close(got[0])
+        self.state.count(refused=len(removed))
 
     # -- fetching ------------------------------------------------------------------------------
     def fetch(self, path: str, *, demand: bool, ahead: Sequence[ShardSpec] = ()) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from dataio.cache.fds import REGISTRY
 from dataio.cache.layout import CacheLayout
+from dataio.cache.space import remove_unsafe
 from dataio.errors import ChecksumError, ClosedError
 from dataio.storage.base import Store
 
@@ -90,6 +91,7 @@ def download(
             )
         if fsync:
             os.fsync(res.fd)
+        remove_unsafe(layout, spec.name)  # never rename through a symlinked directory (out of the cache)
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.replace(res.tmp, final)
         renamed = True

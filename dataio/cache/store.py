@@ -65,6 +65,8 @@ class CacheStats:
         errors: Failed prefetches (each raised by the next read of its shard).
         remote_reads: Reads of a shard's index or footer passed to the remote (that shard was not cached).
         invalidated: Cached copies dropped because a read found them corrupt (then downloaded again).
+        refused: Entries at a cached copy's place that were not regular files (symlinks, FIFOs, devices):
+            never opened, removed, the shard downloaded again.
     """
 
     reads: int = 0
@@ -81,6 +83,7 @@ class CacheStats:
     errors: int = 0
     remote_reads: int = 0
     invalidated: int = 0
+    refused: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,7 +227,9 @@ class CachedStore(Store):
             return self.remote.open_stream(path)
         entry = self._engine.acquire(path)  # cached and pinned: cannot be evicted while we open it again
         try:
-            got = open_locked(self.layout.data_path(self._engine.specs[path].name), False)
+            got = open_locked(
+                self.layout.data_path(self._engine.specs[path].name), False, regular_in=self.layout.data_dir
+            )
         finally:
             self._engine.release(entry)
         if got is None:  # pragma: no cover - pinned above
