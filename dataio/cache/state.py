@@ -235,7 +235,9 @@ class CacheState:
         """Pins the freshly opened ``fd`` of ``path`` (closed instead if another thread pinned it meanwhile)."""
         with self._lock:
             pin = self._pins.get(path)
-            if pin is None:
+            if self._closed:  # closed while it was being opened: not pinned, its one reader closes it
+                pin = Pin(path, fd, stale=True)
+            elif pin is None:
                 pin = self._pins[path] = Pin(path, fd)
                 self._counts["hits" if hit else "misses"] += 1
             else:

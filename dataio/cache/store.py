@@ -20,7 +20,11 @@ Guarantees, for every process and rank sharing ``cache_dir`` on a node:
   is about to download: it evicts first, then downloads. Prefetching never exceeds it and never evicts a
   shard Belady would keep (:func:`dataio.cache.room.reserve`). A read goes over it only if every other
   shard is pinned, or if the shard alone is bigger than the limit: it is still downloaded and served, and
-  goes first afterwards (both counted in ``stats().over_limit``).
+  goes first afterwards (both counted in ``stats().over_limit``);
+* only a regular file reached without a symlink is opened as a cached copy: a symlink, FIFO or device in its
+  place is removed and the shard downloaded again (``stats().refused``);
+* :meth:`CachedStore.close` waits for the reads in flight before it closes their descriptors; later reads raise
+  :class:`~dataio.cache.fetch.Cancelled` (a :class:`~dataio.errors.ClosedError`).
 """
 
 from __future__ import annotations
