@@ -137,7 +137,7 @@ def remove_unsafe(layout: CacheLayout, name: str) -> list[str]:
         except FileNotFoundError:
             break
         last = i == len(parts) - 1
-        if (stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode)):
+        if stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode):
             continue
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(f"{where}: a directory where the cached shard {name} belongs; remove it")
