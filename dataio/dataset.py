@@ -17,15 +17,19 @@ import numpy as np
 import torch.utils.data
 
 from dataio._forksafe import on_fork_child
-from dataio.errors import ChecksumError, FormatError, ManifestError
+from dataio.errors import FormatError, ManifestError
 from dataio.format import manifest as manifest_format
 from dataio.format.manifest import MANIFEST_NAME, Manifest
-from dataio.format.shard import FOOTER_SIZE, ShardIndex, check_record, iter_records, parse_index
+from dataio.format.shard import FOOTER_SIZE, ShardIndex, iter_records, parse_index
+from dataio.gate import ReadGate
+from dataio.healing import checked_record
 from dataio.storage import RangeReader, RetryPolicy, Store, open_store
 
 __all__ = ["ShardDataset", "open_dataset"]
 
 log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 60.0  # how long close() waits for reads in flight before leaving the closing to the last one
 
 _OPTIONS = ("verify", "threads", "coalesce_gap", "retry", "cache_dir", "cache_limit")
 
@@ -34,9 +38,11 @@ class ShardDataset(torch.utils.data.Dataset):
     """A packed dataset as a map-style torch ``Dataset``: ``ds[i]`` is a dict of the sample's fields.
 
     For packed images the fields are ``key`` (str), ``label`` (int) and ``image`` (the encoded bytes exactly
-    as stored). Thread-safe; picklable (spawned workers reopen the store) and fork-safe: a forked child (a torch
-    DataLoader worker) gets fresh locks, and the reader's pool, the store's sessions and the cache's state are
-    recreated there on first use, whatever the parent did before the fork.
+    as stored). Thread-safe, close() included: it waits for the reads in flight on other threads before it
+    closes their files, and every read after it raises :class:`~dataio.errors.ClosedError`. Picklable (spawned
+    workers reopen the store) and fork-safe: a forked child (a torch DataLoader worker) gets fresh locks, and the
+    reader's pool, the store's sessions and the cache's state are recreated there on first use, whatever the
+    parent did before the fork.
 
     Args:
         store: Where the dataset lives.
@@ -67,11 +73,13 @@ class ShardDataset(torch.utils.data.Dataset):
         self._indexes: dict[int, ShardIndex] = {}
         self._labels: np.ndarray | None = None
         self._lock = threading.Lock()
+        self._gate = ReadGate(f"dataset {store.root}")  # every store access: close() waits for those in flight
         on_fork_child(self)
 
     def _after_fork_in_child(self) -> None:
         # A thread of the parent may have held the lock at the fork. The reader and the store mend themselves.
         self._lock = threading.Lock()
+        self._gate.after_fork_in_child()
 
     @property
     def classes(self) -> list[str] | None:
@@ -98,11 +106,14 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def shard_index(self, shard: int) -> ShardIndex:
         """The record index of shard ``shard`` (loaded with one ranged read on first use, then cached)."""
+        self._gate.check()
         with self._lock:
             cached = self._indexes.get(shard)
         if cached is not None:
             return cached
-        return self._keep_index(shard, self.store.read_range(*self._index_request(shard)))
+        with self._gate.reading():
+            buf = self.store.read_range(*self._index_request(shard))
+        return self._keep_index(shard, buf)
 
     def _index_request(self, shard: int) -> tuple[str, int, int]:
         """``(path, offset, length)`` of a shard's index region (known from the manifest)."""
@@ -128,46 +139,30 @@ class ShardDataset(torch.utils.data.Dataset):
         sindex = self.shard_index(shard)
         offset, length = sindex.record_range(pos)
         path = self.manifest.shards[shard].path
-        data = self.store.read_range(path, offset, length)
+        with self._gate.reading():
+            data = self.store.read_range(path, offset, length)
         if self.verify:
             data = self._checked(data, path, pos, offset, length, int(sindex.crcs[pos]))
         return data
 
     def _checked(self, data: bytes, path: str, pos: int, offset: int, length: int, crc: int) -> bytes:
-        """``data`` if it passes its CRC. A corrupt record served from the node cache makes the cache drop that
-        shard's copy and download it again (sha256-verified) once; the error names both copies if that fails.
-
-        Raises:
-            ChecksumError: The record is corrupt (and, with a cache, the fresh download too).
-        """
-        try:
-            check_record(data, crc, path, pos, offset)
-            return data
-        except ChecksumError as exc:
-            invalidate = getattr(self.store, "invalidate", None)
-            if invalidate is None:
-                raise
-            cached = invalidate(path)
-            log.warning("corrupt record %d of %s in the node cache (%s): copy dropped, downloading it again",
-                        pos, path, cached)
-            data = self.store.read_range(path, offset, length)
-            try:
-                check_record(data, crc, path, pos, offset)
-            except ChecksumError as again:
-                raise ChecksumError(
-                    f"{again} (the cached copy {cached} was corrupt too, and was deleted; the shard downloaded again "
-                    f"matches the manifest's sha256, so the remote shard's record index or data is wrong: run "
-                    f"`dataio verify` on the dataset)",
-                    shard=path, position=pos,
-                ) from exc
-            return data
+        """``data`` if it passes its CRC; a corrupt copy in the node cache is healed (see :mod:`dataio.healing`)."""
+        return checked_record(self.store, self._gate, data, path, pos, offset, length, crc)
 
     @property
     def reader(self) -> RangeReader:
-        """The dataset's :class:`RangeReader` (created on first use; not pickled)."""
+        """The dataset's :class:`RangeReader` (created on first use; not pickled). Its reads go through the
+        dataset's gate: :meth:`close` waits for them.
+
+        Raises:
+            ClosedError: the dataset is closed.
+        """
         with self._lock:
+            self._gate.check()
             if self._reader is None:
-                self._reader = RangeReader(self.store, threads=self.threads, coalesce_gap=self.coalesce_gap)
+                self._reader = RangeReader(
+                    self.store, threads=self.threads, coalesce_gap=self.coalesce_gap, guard=self._gate.reading
+                )
             return self._reader
 
     def _load_indexes(self, shards: Iterable[int]) -> None:
@@ -185,6 +180,7 @@ class ShardDataset(torch.utils.data.Dataset):
         Record ranges of one shard that lie close together are fetched with one request (see
         :class:`RangeReader`); shard indexes are loaded first, concurrently.
         """
+        self._gate.check()
         idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
         n = len(self)
         if idx.size and (idx.min() < -n or idx.max() >= n):
@@ -221,10 +217,12 @@ class ShardDataset(torch.utils.data.Dataset):
         A cached dataset (``cache_dir=``) fetches those shards ahead in that order and evicts by it; on other
         stores this only loads the shards' indexes.
         """
+        self._gate.check()
         order = [int(s) for s in shards]
         set_order = getattr(self.store, "set_access_order", None)
         if set_order is not None:
-            set_order([self.manifest.shards[s].path for s in order])
+            with self._gate.reading():
+                set_order([self.manifest.shards[s].path for s in order])
         self._load_indexes(dict.fromkeys(order))
 
     def decode(self, record: bytes | memoryview, *, views: bool = False) -> dict[str, Any]:
@@ -238,7 +236,9 @@ class ShardDataset(torch.utils.data.Dataset):
         """Streams every sample of one shard sequentially (one sequential read, checksums checked)."""
         entry = self.manifest.shards[shard]
         index = self.shard_index(shard)
-        with self.store.open_stream(entry.path) as stream:
+        with self._gate.reading():  # the stream has a descriptor of its own: close() does not wait for it
+            stream = self.store.open_stream(entry.path)
+        with stream:
             yield from iter_records(stream, self.manifest.schema, index, entry.path)
 
     def index_table(self) -> Any:
@@ -256,7 +256,8 @@ class ShardDataset(torch.utils.data.Dataset):
         # of arrow's pool threads, and releasing a Python-owned buffer there takes the GIL, which at interpreter
         # exit ends that thread with a forced unwind through C++ code: "terminate called without an active
         # exception" (seen in 3-8 of 20 runs of `dataio verify` with pyarrow 26; apache/arrow#34314).
-        data = self.store.read(self.manifest.index_path)
+        with self._gate.reading():
+            data = self.store.read(self.manifest.index_path)
         self.manifest.check_index_bytes(data, self.store.url(self.manifest.index_path))
         sink = pa.BufferOutputStream()
         sink.write(data)
@@ -299,8 +300,19 @@ class ShardDataset(torch.utils.data.Dataset):
                 raise FormatError(f"{where}: 'label' values do not fit int64: {exc}") from exc
         return self._labels
 
-    def close(self) -> None:
-        """Stops reader threads, closes open files and connections. Idempotent."""
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Stops reader threads, closes open files and connections. Idempotent and thread-safe.
+
+        Reads from then on raise :class:`~dataio.errors.ClosedError`. Reads in flight on other threads (``ds[i]``,
+        the reader's pool, the cache) finish first: their files are closed once the last of them has returned,
+        never under one. If they take longer than ``timeout`` seconds (a remote read waiting out an outage),
+        close() returns and the last of them closes the files.
+        """
+        if not self._gate.close(self._release, timeout):
+            msg = "%r: %d reads still in flight %.0f s after close(); the last one closes the files"
+            log.warning(msg, self, self._gate.active, timeout)
+
+    def _release(self) -> None:
         with self._lock:
             reader, self._reader = self._reader, None
         if reader is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ChecksumError",
+    "ClosedError",
     "DataioError",
     "FormatError",
     "ManifestError",
@@ -40,6 +41,10 @@ class ChecksumError(FormatError):
         super().__init__(message)
         self.shard = shard
         self.position = position
+
+
+class ClosedError(DataioError, RuntimeError):
+    """A read of a dataset (or store) after its ``close()``; the message names the dataset."""
 
 
 class ManifestError(DataioError, ValueError):

@@ -10,10 +10,14 @@ Floor 2: imports :mod:`dataio.format` and :mod:`dataio.storage`, never the datas
     tracker.py   this process's position in its plan
     space.py     usage scan and eviction; room.py: making room for a download (demand / prefetch rules)
     fetch.py     download, verify, rename; flight.py: one download per shard per process and per node
-    engine.py    per-process core: pinned open shards, reads, stats; options.py: CacheOptions
+    state.py     CacheState: everything the threads of one process share (fetches in flight, pins, errors,
+                 counters), its one lock and the lock rules; nothing else edits it
+    engine.py    per-process core: opening, pinning and reading shards; close; options.py: CacheOptions
     prefetch.py  background prefetch threads
     store.py     CachedStore, the Store facade
     admin.py     inspect and clear a cache directory (``dataio cache stats|clear``)
+
+See docs/cache.md.
 """
 
 from dataio.cache.admin import ClearReport, DatasetUsage, clear_cache, inspect_cache

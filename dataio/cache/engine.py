@@ -1,5 +1,6 @@
-"""The per-process core of the shard cache: pinned open shards, reads, stats; it owns the plan tracker
-(:mod:`~dataio.cache.tracker`), the fetches in flight (:mod:`~dataio.cache.flight`) and the prefetcher.
+"""The per-process core of the shard cache: opening, pinning and reading cached shards; it owns the plan
+tracker (:mod:`~dataio.cache.tracker`), the shared state (:mod:`~dataio.cache.state`: fetches in flight, pins,
+errors, counters, and the lock rules) and the prefetcher.
 
 :class:`~dataio.cache.store.CachedStore` is a thin :class:`~dataio.storage.base.Store` facade over one
 engine; the prefetch threads and the finalizer reference the engine only, so a dropped store is collected.
@@ -7,7 +8,8 @@ A forked child (a DataLoader worker) gets a fresh engine state that reads for th
 
 Shard pins: a shard this process is reading is held open with a shared flock (the kernel drops it if the
 process dies). The ``max_open`` most recently read shards stay open (pinned); opening one more closes the
-least recently read one that no thread is reading. Eviction (by any process) skips pinned shards.
+least recently read one that no thread is reading. Eviction (by any process) skips pinned shards. ``close()``
+waits for the reads in flight before it closes the pinned descriptors.
 """
 
 from __future__ import annotations
@@ -17,34 +19,28 @@ import os
 import threading
 import time
 import weakref
-from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
 
 from dataio.cache import flight
 from dataio.cache.fds import REGISTRY
-from dataio.cache.fetch import Cancelled, ShardSpec
+from dataio.cache.fetch import ShardSpec
 from dataio.cache.layout import CacheLayout
 from dataio.cache.locks import LockTimeout, open_locked
 from dataio.cache.options import CacheOptions
 from dataio.cache.plans import next_uses
 from dataio.cache.prefetch import Prefetcher
+from dataio.cache.space import remove_unsafe
+from dataio.cache.state import CacheState, Pin
 from dataio.cache.tracker import PlanTracker
 from dataio.errors import ChecksumError
-from dataio.storage.base import StorageError, Store
+from dataio.storage.base import StorageError, Store, UnsafeFileError
 from dataio.storage.local import pread_full
 
 __all__ = ["CacheEngine"]
 
+CLOSE_TIMEOUT_S = 60.0  # how long close() waits for reads in flight before leaving their descriptors to them
+
 _ENGINES: weakref.WeakSet[CacheEngine] = weakref.WeakSet()
-
-
-@dataclass
-class _Open:
-    fd: int
-    refs: int = 0
-    stale: bool = False  # invalidated while threads were reading it: closed when the last one releases it
 
 
 class CacheEngine:
@@ -65,18 +61,13 @@ class CacheEngine:
         _ENGINES.add(self)
 
     def _reset_process_state(self) -> None:
-        self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
-        self.stop = threading.Event()
-        self.gen = 0  # bumped whenever the prefetcher should look again
-        self.counts: Counter[str] = Counter()
-        self.waited = 0.0
-        self.errors: dict[str, BaseException] = {}
-        self.fatal: BaseException | None = None
+        self.state = CacheState(self.remote.root, self.options.max_open)
         self.prefetcher: Prefetcher | None = None
-        self._open: OrderedDict[str, _Open] = OrderedDict()
-        self._inflight: dict[str, Future[str]] = {}
-        self._closed = False
+
+    @property
+    def stop(self) -> threading.Event:
+        """Set by :meth:`close`: waits and downloads end."""
+        return self.state.stop
 
     def after_fork_in_child(self) -> None:
         """A forked child reads for the parent's plan; inherited descriptors are already closed."""
@@ -85,68 +76,44 @@ class CacheEngine:
 
     # -- reading -------------------------------------------------------------------------------
     def check(self) -> None:
-        if self._closed:
-            raise Cancelled(f"cache of {self.remote.root} is closed")
-        if self.fatal is not None:
-            raise self.fatal
+        self.state.check()
 
-    def acquire(self, path: str) -> _Open:
+    def acquire(self, path: str) -> Pin:
         """Opens (fetching if needed) and pins shard ``path``; the caller must :meth:`release` it."""
         self.check()
-        with self.lock:
-            entry = self._open.get(path)
-            if entry is not None:
-                entry.refs += 1
-                self._open.move_to_end(path)
-                self.counts["reads"] += 1
-                return entry
+        pin = self.state.pin_open(path)
+        if pin is not None:
+            return pin
         if self.tracker.touch(self.specs[path].name):
-            with self.lock:
-                self._bump()
-        with self.lock:  # moving on to another shard: unpin the oldest idle ones first, so they may make room
-            self._trim_open(keep=self.options.max_open - 1)
+            self.state.bump()
+        self.state.make_room_to_open()
         fd, hit = self._open_local(path)
-        with self.lock:
-            entry = self._open.get(path)
-            if entry is None:
-                entry = self._open[path] = _Open(fd)
-                self.counts["hits" if hit else "misses"] += 1
-            else:  # another thread opened it meanwhile
-                REGISTRY.close(fd)
-            entry.refs += 1
-            self.counts["reads"] += 1
-            self._trim_open()
-            return entry
+        return self.state.pin_new(path, fd, hit)
+
+    def release(self, pin: Pin) -> None:
+        self.state.release(pin)
 
     def read_tail(self, path: str, offset: int, length: int) -> bytes:
         """A read of a shard's index or footer: from the cached copy if there is one (no touch, no pin kept),
         else from the remote; never downloads the shard."""
         self.check()
-        with self.lock:
-            entry = self._open.get(path)
-            if entry is not None:
-                entry.refs += 1
-        if entry is not None:
+        pin = self.state.borrow(path)
+        if pin is not None:
             try:
-                return pread_exactly(entry.fd, offset, length, self.remote.url(path))
+                return pread_exactly(pin.fd, offset, length, self.remote.url(path))
             finally:
-                self.release(entry)
-        got = open_locked(self.layout.data_path(self.specs[path].name), False, stop=self.stop)
+                self.release(pin)
+        try:
+            got = open_locked(self._data(path), False, stop=self.stop, regular_in=self.layout.data_dir)
+        except (UnsafeFileError, NotADirectoryError):  # the next read of the shard removes it and downloads it
+            got = None
         if got is None:
-            with self.lock:
-                self.counts["remote_reads"] += 1
+            self.state.count(remote_reads=1)
             return self.remote.read_range(path, offset, length)
         try:
             return pread_exactly(got[0], offset, length, self.remote.url(path))
         finally:
             REGISTRY.close(got[0])
-
-    def release(self, entry: _Open) -> None:
-        with self.lock:
-            entry.refs -= 1
-            if entry.stale and entry.refs == 0:
-                REGISTRY.close(entry.fd)
-            self._trim_open()
 
     def invalidate(self, path: str) -> str:
         """Drops the cached copy of shard ``path`` (a read found it corrupt): unpinned here and deleted under
@@ -155,16 +122,7 @@ class CacheEngine:
         self.check()
         spec = self.specs[path]
         final = self.layout.data_path(spec.name)
-        bad_inode = None
-        with self.lock:
-            entry = self._open.pop(path, None)
-            if entry is not None:
-                bad_inode = os.fstat(entry.fd).st_ino  # the copy we read
-                if entry.refs == 0:
-                    REGISTRY.close(entry.fd)
-                else:
-                    entry.stale = True
-            self.counts["invalidated"] += 1
+        bad_inode = self.state.unpin(path)  # the copy we read
         got = open_locked(self.layout.download_lock(spec.name), True, create=True, stop=self.stop)
         if got is None:  # pragma: no cover - create=True never returns None
             raise OSError(f"cannot lock {self.layout.download_lock(spec.name)}")
@@ -176,31 +134,36 @@ class CacheEngine:
             REGISTRY.close(got[0])
         return final
 
-    def _trim_open(self, keep: int | None = None) -> None:
-        excess = len(self._open) - (self.options.max_open if keep is None else keep)
-        for path in list(self._open):
-            if excess <= 0:
-                break
-            entry = self._open[path]
-            if entry.refs == 0:
-                del self._open[path]
-                REGISTRY.close(entry.fd)  # unpinned: it may be evicted now
-                excess -= 1
-                self._bump()
+    def _data(self, path: str) -> str:
+        return self.layout.data_path(self.specs[path].name)
 
     def _open_local(self, path: str) -> tuple[int, bool]:
-        """A pinned descriptor of the verified local copy, fetching it first if needed; ``(fd, was_cached)``."""
+        """A pinned descriptor of the verified local copy, fetching it first if needed; ``(fd, was_cached)``.
+
+        Only a regular file reached without a symlink is opened: anything else at the copy's place (a symlink
+        planted by another user, or pointing outside the cache; a FIFO; a device) is removed and the shard
+        downloaded again.
+        """
         spec = self.specs[path]
         final = self.layout.data_path(spec.name)
         hit = True
+        refused = False
         start = time.monotonic()
         try:
             while True:
-                with self.lock:
-                    error = self.errors.pop(path, None)
+                error = self.state.take_error(path)
                 if error is not None:
                     raise error
-                got = open_locked(final, False, stop=self.stop)
+                try:
+                    got = open_locked(final, False, stop=self.stop, regular_in=self.layout.data_dir)
+                except (UnsafeFileError, NotADirectoryError) as exc:
+                    if refused:
+                        raise UnsafeFileError(
+                            f"cached copy {final} of shard {path}: {exc} (removed once, and there again)"
+                        ) from exc
+                    refused = True
+                    self._remove_unsafe(path)
+                    got = None
                 if got is not None:
                     fd, _ = got
                     size = os.fstat(fd).st_size
@@ -217,20 +180,27 @@ class CacheEngine:
                 hit = False
                 self.fetch(path, demand=True)
         except LockTimeout:
-            raise Cancelled(f"cache of {self.remote.root} closed while waiting for {path}") from None
+            raise self.state.cancelled(path) from None
         finally:
             if not hit:
-                with self.lock:
-                    self.waited += time.monotonic() - start
+                self.state.add_waited(time.monotonic() - start)
+
+    def _remove_unsafe(self, path: str) -> None:
+        """Removes a symlink or special file at the cached copy's place (under the shard's download lock)."""
+        name = self.specs[path].name
+        got = open_locked(self.layout.download_lock(name), True, create=True, stop=self.stop)
+        if got is None:  # pragma: no cover - create=True never returns None
+            raise OSError(f"cannot lock {self.layout.download_lock(name)}")
+        try:
+            removed = remove_unsafe(self.layout, name)
+        finally:
+            REGISTRY.close(got[0])
+        self.state.count(refused=len(removed))
 
     # -- fetching ------------------------------------------------------------------------------
     def fetch(self, path: str, *, demand: bool, ahead: Sequence[ShardSpec] = ()) -> str:
         """Makes sure ``path`` is cached (see :func:`dataio.cache.flight.fetch`)."""
         return flight.fetch(self, path, demand=demand, ahead=ahead)
-
-    def inflight(self) -> dict[str, Future[str]]:
-        """Shard path -> the fetch this process has in flight for it (use with :attr:`lock` held)."""
-        return self._inflight
 
     # -- plans ---------------------------------------------------------------------------------
     def set_order(self, paths: Iterable[str]) -> None:
@@ -241,48 +211,28 @@ class CacheEngine:
             if spec is None:
                 raise ValueError(f"set_access_order: {p!r} is not a shard of {self.remote.root}")
             names.append(spec.name)
-        with self.lock:
-            self.tracker.publish(names)
-            self._bump()
-            if self.prefetcher is None and self.options.prefetch > 0:
-                self.prefetcher = Prefetcher(self, self.options.prefetch)
-
-    def busy(self) -> bool:
-        """Whether a fetch is in flight in this process (call with :attr:`lock` held)."""
-        return bool(self._inflight)
-
-    def inflight_paths(self) -> list[str]:
-        """Shards being fetched by this process (call with :attr:`lock` held)."""
-        return list(self._inflight)
+        self.tracker.publish(names)
+        self.state.bump()
+        if self.options.prefetch > 0 and self.state.claim_prefetcher():
+            self.prefetcher = Prefetcher(self, self.options.prefetch)
 
     def refresh_position(self) -> None:
         """Adopts the furthest position reported for this process's plan by readers in other processes."""
         if self.tracker.refresh():
-            with self.lock:
-                self._bump()
+            self.state.bump()
 
     def next_uses(self, names: Iterable[str]) -> dict[str, tuple[int, int]]:
         return next_uses(self.tracker.plans(), names)
 
-    def _bump(self) -> None:
-        """Something changed that the prefetcher should look at (call with :attr:`lock` held)."""
-        self.gen += 1
-        self.changed.notify_all()
-
     # -- lifecycle -----------------------------------------------------------------------------
-    def close(self) -> None:
-        if self._closed:
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Stops the prefetch threads and every wait, waits for the reads in flight (up to ``timeout``
+        seconds, then their last reader closes what they use), closes the pins, withdraws the plan."""
+        if not self.state.close():
             return
-        self._closed = True
-        self.stop.set()
-        with self.lock:
-            self.changed.notify_all()
         if self.prefetcher is not None:
             self.prefetcher.join()
-        with self.lock:
-            for entry in self._open.values():
-                REGISTRY.close(entry.fd)
-            self._open.clear()
+        self.state.close_pins(timeout)
         self.tracker.close()
         self.remote.close()
 

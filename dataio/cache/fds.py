@@ -32,6 +32,13 @@ class FdRegistry:
             self._fds.add(fd)
             return fd
 
+    def open_with(self, opener: Callable[[], int]) -> int:
+        """Registers the descriptor ``opener()`` returns, atomically with respect to ``fork()``."""
+        with self._lock:
+            fd = opener()
+            self._fds.add(fd)
+            return fd
+
     def close(self, fd: int) -> None:
         """Unregisters and closes ``fd`` (releasing its locks)."""
         with self._lock:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from dataio.cache.fds import REGISTRY
 from dataio.cache.layout import CacheLayout
-from dataio.errors import ChecksumError
+from dataio.cache.space import remove_unsafe
+from dataio.errors import ChecksumError, ClosedError
 from dataio.storage.base import Store
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["Cancelled", "ShardSpec", "download"]
 
 
-class Cancelled(RuntimeError):
-    """The cached store was closed (a read, a wait or a download in progress was cancelled)."""
+class Cancelled(ClosedError):
+    """The cached store was closed (a read, a wait or a download in progress was cancelled); a
+    :class:`~dataio.errors.ClosedError` (so a ``RuntimeError``) naming the dataset."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ def download(
             )
         if fsync:
             os.fsync(res.fd)
+        remove_unsafe(layout, spec.name)  # never rename through a symlinked directory (out of the cache)
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.replace(res.tmp, final)
         renamed = True

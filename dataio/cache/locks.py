@@ -15,8 +15,10 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from dataio.cache.fds import REGISTRY
+from dataio.storage.local import open_regular
 
 __all__ = ["LockTimeout", "hold", "is_locked", "lock_fd", "open_locked", "try_lock_fd"]
 
@@ -85,6 +87,7 @@ def open_locked(
     blocking: bool = True,
     timeout: float | None = None,
     stop: threading.Event | None = None,
+    regular_in: str | None = None,
 ) -> tuple[int, float] | None:
     """Opens ``path`` and locks it, re-checking that the path still names the locked file.
 
@@ -93,16 +96,26 @@ def open_locked(
         exclusive: ``LOCK_EX`` (True) or ``LOCK_SH``.
         create: Create the file if missing (lock files); otherwise a missing file returns None.
         blocking: Wait for the lock (see :func:`lock_fd`); otherwise return None if it is held.
+        regular_in: A directory above ``path`` (a cache's ``data/``): ``path`` must be a regular file reached
+            from it without a symlink (``O_NOFOLLOW`` per component, ``fstat``), as dataset files are
+            (:func:`dataio.storage.local.open_regular`); read-only.
 
     Returns:
         ``(fd, seconds waited)`` with the lock held (the caller releases it with ``REGISTRY.close(fd)``), or
         None if the file does not exist (``create=False``) or the lock is held and ``blocking`` is False.
+
+    Raises:
+        UnsafeFileError: with ``regular_in``, a symlink on the way or a FIFO, socket or device at ``path``.
     """
     flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
     waited = 0.0
     while True:
         try:
-            fd = REGISTRY.open(path, flags)
+            if regular_in is None:
+                fd = REGISTRY.open(path, flags)
+            else:
+                rel = Path(os.path.relpath(path, regular_in)).as_posix()
+                fd = REGISTRY.open_with(lambda rel=rel: open_regular(Path(regular_in), rel))
         except FileNotFoundError:
             if create:
                 raise

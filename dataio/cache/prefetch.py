@@ -29,15 +29,16 @@ _RETRY = 0.2  # seconds before looking again when nothing changed in this proces
 
 
 class Prefetcher:
-    """``threads`` prefetch threads working for one :class:`~dataio.cache.engine.CacheEngine`."""
+    """``threads`` prefetch threads working for one :class:`~dataio.cache.engine.CacheEngine`; what they share
+    (the change counter they wait on, idle marks, the last "no room", when the plan was last refreshed) is the
+    engine's
+    :class:`~dataio.cache.state.CacheState`."""
 
     def __init__(self, engine: CacheEngine, threads: int) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.engine = engine
-        self._idle_at = [-1] * threads  # the engine gen at which each thread last found nothing to do
-        self._blocked: tuple[int, float] = (-1, 0.0)  # (gen, time) of the last "no room"
-        self._last_refresh = 0.0
+        engine.state.prefetch_started(threads)
         self._threads = [
             threading.Thread(target=self._run, args=(i,), name=f"dataio-cache-prefetch-{i}", daemon=True)
             for i in range(threads)
@@ -53,17 +54,7 @@ class Prefetcher:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Waits until every thread found nothing to fetch at the current plan position; False on timeout."""
-        e = self.engine
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with e.lock:
-            while any(g != e.gen for g in self._idle_at) or e.busy():
-                if e.stop.is_set() or e.fatal is not None:
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                e.changed.wait(0.05 if left is None else min(left, 0.05))
-        return True
+        return self.engine.state.wait_idle(timeout)
 
     def _run(self, i: int) -> None:
         e = self.engine
@@ -71,34 +62,23 @@ class Prefetcher:
             while not e.stop.is_set():
                 gen, path, ahead = self._next()
                 if path is None:
-                    with e.lock:
-                        self._idle_at[i] = gen
-                        e.changed.notify_all()
-                        e.changed.wait_for(lambda g=gen: e.gen != g or e.stop.is_set(), timeout=_RETRY)
+                    e.state.idle(i, gen, _RETRY)
                     continue
                 if e.fetch(path, demand=False, ahead=ahead) == "no_room":
-                    with e.lock:  # blocked until something changes (unless it already did meanwhile)
-                        self._blocked = (gen, time.monotonic())
+                    e.state.no_room(gen)  # blocked until something changes (unless it already did meanwhile)
         except Cancelled:
             return
         except BaseException as exc:  # shipped to the caller by the next call on the store
-            with e.lock:
-                e.fatal = exc
-                e.changed.notify_all()
+            e.state.set_fatal(exc)
 
     def _next(self) -> tuple[int, str | None, list[ShardSpec]]:
         """``(gen, path, ahead)``: the next shard to prefetch (or None) and the uncached shards before it."""
         e = self.engine
         now = time.monotonic()
-        if now - self._last_refresh >= _RETRY:  # pick up progress reported by other processes
-            self._last_refresh = now
+        if e.state.refresh_due(_RETRY):  # pick up progress reported by other processes
             e.refresh_position()
-        with e.lock:
-            gen = e.gen
-            plan = e.tracker.plan
-            inflight = set(e.inflight_paths())
-            failed = set(e.errors)
-            blocked_gen, blocked_at = self._blocked
+        gen, inflight, failed, (blocked_gen, blocked_at) = e.state.prefetch_view()
+        plan = e.tracker.plan
         if plan is None or (blocked_gen == gen and now - blocked_at < _RETRY):
             return gen, None, []
         budget = e.options.limit

@@ -20,7 +20,11 @@ Guarantees, for every process and rank sharing ``cache_dir`` on a node:
   is about to download: it evicts first, then downloads. Prefetching never exceeds it and never evicts a
   shard Belady would keep (:func:`dataio.cache.room.reserve`). A read goes over it only if every other
   shard is pinned, or if the shard alone is bigger than the limit: it is still downloaded and served, and
-  goes first afterwards (both counted in ``stats().over_limit``).
+  goes first afterwards (both counted in ``stats().over_limit``);
+* only a regular file reached without a symlink is opened as a cached copy: a symlink, FIFO or device in its
+  place is removed and the shard downloaded again (``stats().refused``);
+* :meth:`CachedStore.close` waits for the reads in flight before it closes their descriptors; later reads raise
+  :class:`~dataio.cache.fetch.Cancelled` (a :class:`~dataio.errors.ClosedError`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class CacheStats:
         errors: Failed prefetches (each raised by the next read of its shard).
         remote_reads: Reads of a shard's index or footer passed to the remote (that shard was not cached).
         invalidated: Cached copies dropped because a read found them corrupt (then downloaded again).
+        refused: Entries at a cached copy's place that were not regular files (symlinks, FIFOs, devices):
+            never opened, removed, the shard downloaded again.
     """
 
     reads: int = 0
@@ -81,6 +87,7 @@ class CacheStats:
     errors: int = 0
     remote_reads: int = 0
     invalidated: int = 0
+    refused: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,7 +231,9 @@ class CachedStore(Store):
             return self.remote.open_stream(path)
         entry = self._engine.acquire(path)  # cached and pinned: cannot be evicted while we open it again
         try:
-            got = open_locked(self.layout.data_path(self._engine.specs[path].name), False)
+            got = open_locked(
+                self.layout.data_path(self._engine.specs[path].name), False, regular_in=self.layout.data_dir
+            )
         finally:
             self._engine.release(entry)
         if got is None:  # pragma: no cover - pinned above
@@ -263,10 +272,7 @@ class CachedStore(Store):
 
     def stats(self) -> CacheStats:
         """This process's counters (see :class:`CacheStats`)."""
-        e = self._engine
-        with e.lock:
-            counts = dict(e.counts)
-            waited = e.waited
+        counts, waited = self._engine.state.counters()
         return CacheStats(**counts, waited_seconds=round(waited, 6))
 
     def close(self) -> None:

@@ -13,17 +13,20 @@ needed for them shrink by up to ``batch_reads``×.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from dataio._forksafe import on_fork_child
+from dataio.errors import ClosedError
 from dataio.storage.base import Store
 from dataio.storage.client_cpu import client_threads_cpu, process_cpu
 
@@ -87,6 +90,9 @@ class RangeReader:
         window: Requests looked at ahead of the consumer (default ``4 × threads``).
         max_threads: Upper bound for :meth:`set_threads` (default ``4 × threads``, at most 256); pool threads
             are started on demand, so a high bound costs nothing until it is used.
+        guard: Entered around every read of the store (``ShardDataset`` passes its
+            :meth:`~dataio.gate.ReadGate.reading`, so that closing the dataset waits for the reads in flight and
+            refuses later ones); its error is raised by a read the reader's ``close()`` cancelled.
     """
 
     def __init__(
@@ -98,8 +104,10 @@ class RangeReader:
         max_fetch: int = 8 * 1024 * 1024,
         window: int | None = None,
         max_threads: int | None = None,
+        guard: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self.store = store
+        self._guard = guard
         self.threads = int(threads or store.default_threads)
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -138,7 +146,8 @@ class RangeReader:
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Reads one range (on the calling thread)."""
-        data = self.store.read_range(path, offset, length)
+        with self._guard():
+            data = self.store.read_range(path, offset, length)
         self._count(1, 1, len(data))
         return data
 
@@ -181,10 +190,11 @@ class RangeReader:
             self._in_flight(n)
         cpu = time.thread_time()
         try:
-            if n == 1:
-                datas = [self.store.read_range(fetches[0].path, fetches[0].offset, fetches[0].length)]
-            else:
-                datas = self.store.read_ranges(fetches[0].path, [(f.offset, f.length) for f in fetches])
+            with self._guard():
+                if n == 1:
+                    datas = [self.store.read_range(fetches[0].path, fetches[0].offset, fetches[0].length)]
+                else:
+                    datas = self.store.read_ranges(fetches[0].path, [(f.offset, f.length) for f in fetches])
         finally:
             cpu = time.thread_time() - cpu
             with self._slots:
@@ -230,7 +240,7 @@ class RangeReader:
                     if batch:
                         order.extend(num for num, _ in batch)
                         for group in self._groups(coalesce(batch, self.coalesce_gap, self.max_fetch)):
-                            future = self._pool.submit(self._fetch_group, group)
+                            future = self._submit(group)
                             for fetch in group:
                                 for num, _, _ in fetch.parts:
                                     pending[num] = future
@@ -238,12 +248,32 @@ class RangeReader:
                     return
                 head = order.popleft()
                 if head not in ready:
-                    ready.update(pending[head].result())
+                    try:
+                        ready.update(pending[head].result())
+                    except CancelledError:  # by close()
+                        raise self._closed_error() from None
                 pending.pop(head, None)
                 yield ready.pop(head)
         finally:
             for future in set(pending.values()):
                 future.cancel()
+
+    def _submit(self, group: list[_Fetch]) -> Future[dict[int, bytes]]:
+        try:
+            return self._pool.submit(self._fetch_group, group)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            if self._finalizer.alive:
+                raise
+            raise self._closed_error() from None
+
+    def _closed_error(self) -> ClosedError:
+        """The guard's own error (it names what was closed), else one naming the store."""
+        try:
+            with self._guard():
+                pass
+        except ClosedError as exc:
+            return exc
+        return ClosedError(f"reader of {self.store.root} is closed: no reads after close()")
 
     def stats(self) -> dict[str, Any]:
         """Requests served, fetches issued (after coalescing), bytes fetched, retries (of the store); reads in

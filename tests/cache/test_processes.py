@@ -28,8 +28,7 @@ SPAWN = multiprocessing.get_context("spawn")
 
 
 def inflight(store: CachedStore) -> list[str]:
-    with store._engine.lock:
-        return store._engine.inflight_paths()
+    return store._engine.state.inflight_paths()
 
 
 def test_killed_downloader_leaves_no_torn_shard_and_no_stale_lock(packed: Path, tmp_path: Path) -> None:
