@@ -17,12 +17,13 @@ import numpy as np
 import torch.utils.data
 
 from dataio._forksafe import on_fork_child
-from dataio.errors import FormatError, ManifestError
+from dataio.errors import ManifestError
 from dataio.format import manifest as manifest_format
 from dataio.format.manifest import MANIFEST_NAME, Manifest
 from dataio.format.shard import FOOTER_SIZE, ShardIndex, iter_records, parse_index
 from dataio.gate import ReadGate
 from dataio.healing import checked_record
+from dataio.index_file import label_column, parquet_table
 from dataio.storage import RangeReader, RetryPolicy, Store, open_store
 
 __all__ = ["ShardDataset", "open_dataset"]
@@ -249,28 +250,10 @@ class ShardDataset(torch.utils.data.Dataset):
             FormatError: the file is not readable Parquet (e.g. truncated, in a dataset packed before the
                 manifest recorded the index's checksum).
         """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        # The bytes are copied into memory arrow owns: parquet may drop its last reference to the source on one
-        # of arrow's pool threads, and releasing a Python-owned buffer there takes the GIL, which at interpreter
-        # exit ends that thread with a forced unwind through C++ code: "terminate called without an active
-        # exception" (seen in 3-8 of 20 runs of `dataio verify` with pyarrow 26; apache/arrow#34314).
         with self._gate.reading():
             data = self.store.read(self.manifest.index_path)
         self.manifest.check_index_bytes(data, self.store.url(self.manifest.index_path))
-        sink = pa.BufferOutputStream()
-        sink.write(data)
-        try:
-            table = pq.read_table(pa.BufferReader(sink.getvalue()), use_threads=False, pre_buffer=False)
-            table.column_names  # noqa: B018 - arrow decodes the names (UTF-8) only when asked: ask now
-            return table
-        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-            url = self.store.url(self.manifest.index_path)
-            raise FormatError(
-                f"{url}: not a readable Parquet index ({exc}); `dataio verify` checks the whole dataset, and packing "
-                f"it again rewrites the index"
-            ) from exc
+        return parquet_table(data, self.store.url(self.manifest.index_path))
 
     @property
     def labels(self) -> np.ndarray:
@@ -280,24 +263,7 @@ class ShardDataset(torch.utils.data.Dataset):
             FormatError: the index has no integer, null-free ``label`` column with one row per sample.
         """
         if self._labels is None:
-            import pyarrow as pa
-
-            table = self.index_table()
-            where = self.store.url(self.manifest.index_path)
-            if "label" not in table.column_names:
-                raise FormatError(f"{where}: the sample index has no 'label' column; `dataio verify` checks it")
-            column = table.column("label")
-            if not pa.types.is_integer(column.type) or column.null_count:
-                raise FormatError(
-                    f"{where}: the 'label' column is {column.type} with {column.null_count} nulls, expected int64 "
-                    "without nulls; `dataio verify` checks the index"
-                )
-            if len(column) != len(self):
-                raise FormatError(f"{where}: {len(column)} rows for {len(self)} samples; `dataio verify` checks it")
-            try:
-                self._labels = column.cast(pa.int64()).to_numpy()
-            except pa.ArrowInvalid as exc:  # e.g. uint64 labels beyond int64
-                raise FormatError(f"{where}: 'label' values do not fit int64: {exc}") from exc
+            self._labels = label_column(self.index_table(), len(self), self.store.url(self.manifest.index_path))
         return self._labels
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
