@@ -172,6 +172,12 @@ class FsspecStore(Store):
     def read(self, path: str) -> bytes:
         return self._call(lambda: self._fs.cat_file(self._path(path)), self.url(path))
 
+    def read_limited(self, path: str, limit: int) -> bytes | None:
+        """One ranged GET of at most ``limit + 1`` bytes: an object over ``limit`` is never downloaded whole."""
+        where = f"{self.url(path)} (at most {limit} bytes)"
+        data = self._call(lambda: self._fs.cat_file(self._path(path), start=0, end=limit + 1), where)
+        return data if len(data) <= limit else None
+
     def size(self, path: str) -> int:
         return int(self._call(lambda: self._fs.size(self._path(path)), self.url(path)))
 

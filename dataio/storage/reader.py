@@ -200,7 +200,7 @@ class RangeReader:
             with self._slots:
                 self._in_flight(-n)
                 self._caller_cpu += cpu
-                self._slots.notify_all()
+                self._slots.notify(n)  # as many waiters as slots freed (not all: hundreds may wait)
         out: dict[int, bytes] = {}
         for fetch, data in zip(fetches, datas, strict=True):
             self._count(len(fetch.parts), 1, len(data))

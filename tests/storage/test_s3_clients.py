@@ -252,3 +252,21 @@ def test_loader_stats_report_the_client_and_reads_in_flight(s3_dataset: RemoteDa
     assert "in_flight_mean" in stats["io"] and "client_cpu_share" in stats["io"]
     assert stats["verdict"].split(":")[0] in ("io-bound", "client-bound", "decode-bound", "consumer-bound")
     ds.close()
+
+
+@pytest.mark.parametrize("client", ["obstore", "fsspec"])
+def test_an_oversized_remote_manifest_is_refused_before_it_is_downloaded(
+    seaweed: Any, bucket: str, proxy: Any, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    from dataio.errors import ManifestError
+    from dataio.format import manifest
+
+    limit = 4096
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", limit)
+    options = {**seaweed.s3_storage_options(), "client": client}
+    open_store(f"s3://{bucket}/ds", options).write_bytes("manifest.json", b"{" + b" " * (1 << 20) + b"}")
+    px = proxy(seaweed)
+    with pytest.raises(ManifestError, match=r"manifest\.json: more than 4096 bytes"):
+        dataio.open_dataset(f"s3://{bucket}/ds", storage_options={**options, **seaweed.s3_storage_options(
+            endpoint=px.endpoint)})
+    assert px.counters.bytes_down < limit + 8192, px.counters  # headers and one bounded body at most
