@@ -24,7 +24,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -214,8 +214,10 @@ class ObstoreStore(Store):
         path = check_relative_path(path)
         return f"{self._prefix}/{path}" if self._prefix else path
 
-    def _call(self, fn: Any, where: str, fix: str = RETRY_FIX) -> Any:
+    def _call(self, fn: Any, where: str | Callable[[], str], fix: str = RETRY_FIX) -> Any:
+        """Runs ``fn`` under the retry policy; ``where`` (or the string it returns) names the object and range."""
         secrets = self._secrets
+        describe = where if callable(where) else (lambda: where)
 
         def attempt() -> Any:
             try:
@@ -227,11 +229,11 @@ class ObstoreStore(Store):
             self.retries += 1
 
         try:
-            return call_with_retry(attempt, self._retry, lambda: where, on_retry=count, fix=fix)
+            return call_with_retry(attempt, self._retry, describe, on_retry=count, fix=fix)
         except StorageError:
             raise
         except Exception as exc:
-            raise storage_error(exc, where) from None
+            raise storage_error(exc, describe()) from None
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         if (other := self._forked()) is not None:
@@ -248,9 +250,12 @@ class ObstoreStore(Store):
         if any(o < 0 or n < 0 for o, n in wanted):
             raise ValueError(f"{self.url(path)}: negative offset or length in {wanted}")
         live = [(o, n) for o, n in wanted if n > 0]
-        where = f"{self.url(path)} [{live[0][0]}, +{live[0][1]})" if len(live) == 1 else None
-        if where is None and live:
-            where = f"{self.url(path)} ({len(live)} ranges from {min(o for o, _ in live)})"
+
+        def where() -> str:
+            if len(live) == 1:
+                return f"{self.url(path)} [{live[0][0]}, +{live[0][1]})"
+            return f"{self.url(path)} ({len(live)} ranges from {min(o for o, _ in live)})"
+
         got: list[Any] = []
         if len(live) == 1:
             got = [self._call(lambda: obstore.get_range(self._store, key, start=live[0][0], length=live[0][1]), where)]

@@ -247,7 +247,6 @@ def call_with_retry(
     """
     from dataio.storage.base import StorageError
 
-    rng = rng or random.Random()
     start = time.monotonic()
     attempt = 0
     while True:
@@ -255,6 +254,7 @@ def call_with_retry(
         try:
             return fn()
         except Exception as exc:
+            rng = rng or random.Random()  # made on the first failure only: seeding costs more than a local read
             elapsed = time.monotonic() - start
             if not is_transient(exc):
                 raise
