@@ -471,7 +471,7 @@ def _plot(runs: list[Run], path: Path, lat: str) -> None:
         ax.axhline(r.rate, ls=next(styles), lw=1.2, color=f"C{(len(sweeps) + i) % 10}", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("reader threads")
+    ax.set_xlabel("reads in flight (RangeReader threads)")
     ax.set_ylabel("samples/s (random order)")
     ax.set_title("dataio RangeReader: random-order sample reads")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

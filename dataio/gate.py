@@ -15,9 +15,8 @@ Lock rule: one condition, held only to count; ``release`` runs without it.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from dataio.errors import ClosedError
 
@@ -33,7 +32,7 @@ class ReadGate:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._active = 0
         self._closing = False
         self._released = False
@@ -58,25 +57,28 @@ class ReadGate:
     def _error(self) -> ClosedError:
         return ClosedError(f"{self.name} is closed: no reads after close(); open it again to read")
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[None]:
-        """``with gate.reading():`` around one read; raises :class:`ClosedError` after ``close()``."""
+    def reading(self) -> ReadGate:
+        """``with gate.reading():`` around one read; raises :class:`ClosedError` after ``close()``.
+
+        The gate is its own context manager (no generator per read: this is on every sample's path)."""
+        return self
+
+    def __enter__(self) -> None:
         with self._cond:
             if self._closing:
                 raise self._error()
             self._active += 1
-        try:
-            yield
-        finally:
-            release = None
-            with self._cond:
-                self._active -= 1
-                if self._active == 0:
-                    self._cond.notify_all()
-                    release, self._pending = self._pending, None
-                    self._released = self._released or release is not None
-            if release is not None:
-                release()
+
+    def __exit__(self, *exc: object) -> None:
+        release = None
+        with self._cond:
+            self._active -= 1
+            if self._active == 0:
+                self._cond.notify_all()
+                release, self._pending = self._pending, None
+                self._released = self._released or release is not None
+        if release is not None:
+            release()
 
     def close(self, release: Callable[[], None], timeout: float) -> bool:
         """Refuses new reads, waits up to ``timeout`` seconds for those in flight, then calls ``release``.
@@ -98,7 +100,7 @@ class ReadGate:
 
     def after_fork_in_child(self) -> None:
         """In a forked child: the parent's reads in flight do not exist here; a fresh condition."""
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._active = 0
         self._pending = None
         if self._closing:
