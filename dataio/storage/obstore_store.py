@@ -82,8 +82,8 @@ def translate_error(exc: BaseException, secrets: Sequence[str] = ()) -> BaseExce
     status = _STATUS.search(text)
     if status:
         return ServerError(first, int(status.group(1)))
-    if name == "GenericError" and (_TRANSIENT_KINDS.search(text) or "error sending request" in text):
-        kind = _TRANSIENT_KINDS.search(text)
+    kind = _TRANSIENT_KINDS.search(text) if name == "GenericError" else None
+    if kind or (name == "GenericError" and "error sending request" in text):
         return (TimeoutError if kind and kind.group(1) == "Timeout" else ConnectionError)(
             first + (f" ({kind.group(1).lower()} error)" if kind else "")
         )
@@ -130,7 +130,6 @@ class ObstoreStore(Store):
 
     default_threads = 32
     batch_reads = 10  # obstore's get_ranges runs up to 10 requests at once
-    client = "obstore"
 
     def __init__(
         self, url: str, storage_options: dict[str, Any] | None = None, *, retry: RetryPolicy | None = None
@@ -147,7 +146,7 @@ class ObstoreStore(Store):
         self._secrets = tuple(str(self._settings.config[k]) for k in _SECRET_KEYS if self._settings.config.get(k))
         self._retry = retry or RetryPolicy()
         self.retries = 0  # transient failures retried so far (approximate under threads)
-        self.client_reason = "obstore is installed"
+        self._reason = "obstore is installed"
         self._client: Any = None
         self._fallback: Store | None = None
         if _forked_after_use():
@@ -163,9 +162,23 @@ class ObstoreStore(Store):
 
             _warn_fallback_once()
             self._fallback = FsspecStore(self._url, self._options, retry=self._retry)
-            self.client = "fsspec"
-            self.client_reason = "forked after obstore's runtime started (tokio is not fork-safe)"
         return self._fallback
+
+    @property
+    def client(self) -> str:  # type: ignore[override]
+        """``"obstore"``, or ``"fsspec"`` in a process forked after obstore ran (see the module docstring)."""
+        return "fsspec" if _forked_after_use() else "obstore"
+
+    @property
+    def client_reason(self) -> str:
+        """Why :attr:`client` serves this store."""
+        if _forked_after_use():
+            return "forked after obstore's runtime started (tokio is not fork-safe)"
+        return self._reason
+
+    @client_reason.setter
+    def client_reason(self, reason: str) -> None:
+        self._reason = reason
 
     def _connect(self) -> Any:
         global _runtime_pid
@@ -194,10 +207,7 @@ class ObstoreStore(Store):
 
     def _after_fork_in_child(self) -> None:
         self._client = None  # the parent's pool and runtime are not this process's
-        if _forked_after_use():
-            self._fallback = None  # made on first use (no IO in a fork hook)
-            self.client = "fsspec"
-            self.client_reason = "forked after obstore's runtime started (tokio is not fork-safe)"
+        self._fallback = None  # an s3fs store is made on first use where needed (no IO in a fork hook)
 
     def _forked(self) -> Store | None:
         """The s3fs store to use instead of obstore in this process, or None (obstore serves)."""
@@ -236,8 +246,6 @@ class ObstoreStore(Store):
             raise storage_error(exc, describe()) from None
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
-        if (other := self._forked()) is not None:
-            return other.read_range(path, offset, length)
         return self.read_ranges(path, [(offset, length)])[0]
 
     def read_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
