@@ -13,6 +13,7 @@ __all__ = [
     "FormatError",
     "ManifestError",
     "PackError",
+    "UnsealedManifestWarning",
     "VersionError",
 ]
 
@@ -49,6 +50,10 @@ class ClosedError(DataioError, RuntimeError):
 
 class ManifestError(DataioError, ValueError):
     """A manifest that is malformed, inconsistent or unsafe (e.g. a path escaping the dataset root)."""
+
+
+class UnsealedManifestWarning(UserWarning):
+    """A manifest packed before ``manifest_sha256`` was recorded: its classes, schema and counts are unprotected."""
 
 
 class PackError(DataioError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from dataio.dataset import ShardDataset, open_dataset
-from dataio.errors import DataioError
-from dataio.format.manifest import ShardEntry
+from dataio.errors import DataioError, UnsealedManifestWarning
+from dataio.format.manifest import MANIFEST_NAME, ShardEntry
 from dataio.format.schema import Schema
 from dataio.format.shard import FOOTER_SIZE, parse_footer, parse_header, parse_index
 
@@ -48,15 +49,16 @@ def dataset_info(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
 class VerifyReport:
     """Every problem found, one line each, naming shard, sample position, key and byte offset.
 
-    ``notes`` are facts about what could not be checked (an index without a checksum in the manifest); they do
-    not make the report fail.
+    ``warnings`` name what could not be checked in a dataset packed by an older dataio (a manifest without its
+    ``manifest_sha256``, an index without its ``index_sha256``); they do not make the report fail. The same gaps
+    in a sealed manifest are problems.
     """
 
     shards: int = 0
     samples: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -174,8 +176,13 @@ def _read_index(ds: ShardDataset, report: VerifyReport) -> dict[str, list[Any]] 
     except (OSError, DataioError) as exc:
         report.problems.append(f"{where}: cannot read the sample index: {exc}")
         return None
-    if m.index_sha256 is None:
-        report.notes.append(
+    if m.index_sha256 is None and m.sealed:
+        report.problems.append(
+            f"{where}: the manifest is sealed but records no index_sha256: the sample index cannot be checked "
+            "(repack the dataset)"
+        )
+    elif m.index_sha256 is None:
+        report.warnings.append(
             f"{where}: the manifest records no index_sha256 (packed by an older dataio): the file's bytes are "
             "unchecked; only its rows were compared with the shards"
         )
@@ -260,7 +267,15 @@ def verify_dataset(
     key, label) against the shards. Never stops at the first problem: the report lists all of them.
     """
     report = VerifyReport()
-    with open_dataset(url, storage_options) as ds:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsealedManifestWarning)  # reported below, as one of the report's lines
+        ds = open_dataset(url, storage_options)
+    with ds:
+        if not ds.manifest.sealed:
+            report.warnings.append(
+                f"{MANIFEST_NAME}: no manifest_sha256 (packed by an older dataio): class names, schema and counts "
+                "are not checksum-protected, so a damaged value there cannot be detected; repack to protect them"
+            )
         with ThreadPoolExecutor(threads) as pool:
             results = list(pool.map(lambda s: _check_shard(ds, s), range(len(ds.manifest.shards))))
         for samples, problems, _ in results:

@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
-__all__ = ["Resumable", "assert_plain_data", "assert_state_roundtrip", "run_with_timeout"]
+__all__ = ["Resumable", "assert_plain_data", "assert_state_roundtrip", "edit_manifest", "run_with_timeout"]
 
 
 class Resumable(Protocol):
@@ -129,3 +129,18 @@ def run_with_timeout(fn: Callable[[], Any], fifo: Path | None = None, seconds: f
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def edit_manifest(root: Path, change: Callable[[dict[str, Any]], Any], *, seal: bool = True) -> dict[str, Any]:
+    """Applies ``change(doc)`` to ``root/manifest.json`` and writes it back sealed again (a deliberate edit, as a
+    tool would make it), or with ``seal=False`` without its ``manifest_sha256`` (a manifest as an older dataio
+    wrote it). Returns the document written."""
+    from dataio.format import seal_manifest
+    from dataio.format.manifest import CHECKSUM_KEY
+
+    path = Path(root) / "manifest.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    doc = seal_manifest(doc) if seal else {k: v for k, v in doc.items() if k != CHECKSUM_KEY}
+    path.write_text(json.dumps(doc))
+    return doc

@@ -97,9 +97,10 @@ def test_a_truncated_index_without_a_recorded_checksum_names_the_file(packed_cop
 
     from dataio.errors import FormatError
 
-    manifest = json.loads((packed_copy / "manifest.json").read_text())
-    manifest.pop("index_sha256", None)  # a dataset packed before the manifest recorded the index's checksum
-    (packed_copy / "manifest.json").write_text(json.dumps(manifest))
+    from tests.helpers import edit_manifest
+
+    # a dataset packed before the manifest recorded the index's checksum (or its own)
+    edit_manifest(packed_copy, lambda d: d.pop("index_sha256", None), seal=False)
     index = packed_copy / "index.parquet"
     index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
     ds = open_dataset(packed_copy)

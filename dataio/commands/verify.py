@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     report = verify_dataset(args.dataset, storage_options(args), threads=args.threads)
     for line in report.problems:
         print(line, file=sys.stderr)
-    for line in report.notes:
-        print(f"note: {line}", file=sys.stderr)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     status = "OK" if report.ok else f"FAILED: {len(report.problems)} problems"
     print(f"verified {report.shards} shards, {report.samples} samples, {report.bytes / 1e6:.1f} MB: {status}")
     return 0 if report.ok else 1

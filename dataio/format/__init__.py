@@ -1,6 +1,13 @@
 """Shard, index and manifest encoding: pure bytes, no IO policy, no torch (see docs/format.md)."""
 
-from dataio.format.manifest import MANIFEST_NAME, Manifest, ShardEntry, check_relative_path
+from dataio.format.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ShardEntry,
+    check_relative_path,
+    manifest_checksum,
+    seal_manifest,
+)
 from dataio.format.schema import IMAGE_SCHEMA, Field, Schema
 from dataio.format.shard import (
     FOOTER_SIZE,
@@ -31,6 +38,8 @@ __all__ = [
     "check_record",
     "check_relative_path",
     "index_size",
+    "manifest_checksum",
+    "seal_manifest",
     "iter_records",
     "parse_footer",
     "parse_header",

@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataio.errors import ChecksumError, ManifestError, VersionError
+from dataio.errors import ChecksumError, ManifestError, UnsealedManifestWarning, VersionError
 from dataio.format.schema import Schema
 from dataio.format.shard import FOOTER_SIZE, index_size
 
 __all__ = [
+    "CHECKSUM_KEY",
     "MANIFEST_NAME",
     "MANIFEST_VERSION",
     "MAX_MANIFEST_BYTES",
@@ -25,6 +27,8 @@ __all__ = [
     "ShardEntry",
     "check_manifest_size",
     "check_relative_path",
+    "manifest_checksum",
+    "seal_manifest",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -36,6 +40,48 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 MAX_MANIFEST_BYTES = 1 << 30
 _MAX_U64 = (1 << 63) - 1  # sizes and counts must fit numpy's int64 and a file offset
 _MAX_U32 = (1 << 32) - 1
+#: The key holding the sha256 of everything else in the manifest (see :func:`manifest_checksum`).
+CHECKSUM_KEY = "manifest_sha256"
+#: Every top-level key a manifest written before ``manifest_sha256`` could hold: an unsealed manifest with any
+#: other key has had a key name damaged (e.g. ``index_sha256`` flipped to ``index_sha257``), and is refused.
+_UNSEALED_KEYS = frozenset(
+    {"format", "version", "num_samples", "schema", "classes", "index", "shards", "skipped", "extra", "index_sha256"}
+)
+
+
+def manifest_checksum(doc: dict[str, Any]) -> str:
+    """sha256 (hex) of a manifest document without its ``manifest_sha256`` key, in canonical JSON.
+
+    Canonical: sorted keys, no whitespace, ASCII escapes; so it covers the parsed values (every class name, the
+    schema, every count, path and checksum, ``skipped`` and ``extra``), not the file's formatting.
+
+    Raises:
+        ManifestError: for values JSON cannot express (NaN, infinities).
+    """
+    body = {k: v for k, v in doc.items() if k != CHECKSUM_KEY}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except ValueError as exc:
+        raise ManifestError(f"manifest holds a value JSON cannot express: {exc}") from None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal_manifest(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of manifest document ``doc`` with ``manifest_sha256`` set to its :func:`manifest_checksum`.
+
+    For tools that edit a manifest on purpose; a reader refuses an edited manifest that is not sealed again.
+    """
+    return {**{k: v for k, v in doc.items() if k != CHECKSUM_KEY}, CHECKSUM_KEY: manifest_checksum(doc)}
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook refusing an object that names a key twice (JSON would keep the last silently)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ManifestError(f"key {key!r} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
 
 
 def check_manifest_size(size: int, where: str = MANIFEST_NAME) -> None:
@@ -108,6 +154,8 @@ class Manifest:
             recorded (such an index is read unchecked; ``dataio verify`` says so).
         skipped: ``{"path", "reason"}`` dicts for source files left out by ``--on-error skip``.
         extra: Free-form, JSON-serialisable provenance (pack options, source kind, writer version).
+        sealed: Whether the manifest this was loaded from carried a valid ``manifest_sha256`` (every manifest
+            written by :meth:`dumps` does); ``False`` only for manifests written before it was recorded.
     """
 
     schema: Schema
@@ -117,6 +165,7 @@ class Manifest:
     skipped: tuple[dict[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     index_sha256: str | None = None
+    sealed: bool = field(default=True, compare=False)
 
     def __post_init__(self) -> None:
         check_relative_path(self.index_path, "index path")
@@ -158,25 +207,32 @@ class Manifest:
             "skipped": [dict(s) for s in self.skipped],
             "extra": self.extra,
         }
-        if self.index_sha256 is not None:  # absent, not null, when unknown: older manifests round-trip unchanged
+        if self.index_sha256 is not None:  # absent, not null, when unknown
             doc["index_sha256"] = self.index_sha256
-        return doc
+        return seal_manifest(doc)
 
     def dumps(self) -> bytes:
-        """Deterministic JSON bytes (sorted keys) of the manifest."""
+        """Deterministic JSON bytes (sorted keys) of the manifest, sealed with ``manifest_sha256``."""
         return (json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
     def loads(cls, data: bytes | str, where: str = MANIFEST_NAME) -> Manifest:
         """Parses and validates manifest JSON.
 
+        The ``manifest_sha256`` seal is checked before any value is used. A manifest without one (packed before it
+        was recorded) still loads, with an :class:`~dataio.errors.UnsealedManifestWarning`, if it holds only the
+        keys such manifests had.
+
         Raises:
             VersionError: for an unknown manifest version.
-            ManifestError: for anything malformed, inconsistent or unsafe.
+            ChecksumError: the manifest's contents differ from its ``manifest_sha256`` (a damaged manifest).
+            ManifestError: for anything malformed, inconsistent or unsafe, or an unsealed manifest with unknown keys.
         """
         check_manifest_size(len(data), where)
         try:
-            doc = json.loads(data)
+            doc = json.loads(data, object_pairs_hook=_unique_keys)
+        except ManifestError as exc:
+            raise ManifestError(f"{where}: {exc}; a damaged manifest") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"{where}: not valid JSON: {exc}") from exc
         except RecursionError:
@@ -187,6 +243,7 @@ class Manifest:
             raise VersionError(
                 f"{where}: manifest version {doc.get('version')!r} is not supported (this reader: {MANIFEST_VERSION})"
             )
+        sealed = _check_seal(doc, where)
         try:
             shards = tuple(ShardEntry(**s) for s in doc["shards"])
             classes = doc.get("classes")
@@ -198,6 +255,7 @@ class Manifest:
                 skipped=tuple({"path": str(s["path"]), "reason": str(s["reason"])} for s in doc.get("skipped", [])),
                 extra=dict(doc.get("extra") or {}),
                 index_sha256=doc.get("index_sha256"),
+                sealed=sealed,
             )
         except ManifestError as exc:
             raise ManifestError(f"{where}: {exc}") from None
@@ -208,3 +266,33 @@ class Manifest:
                 f"{where}: num_samples {doc.get('num_samples')} != sum of shard sample counts {manifest.num_samples}"
             )
         return manifest
+
+
+def _check_seal(doc: dict[str, Any], where: str) -> bool:
+    """``True`` if ``doc`` carries a matching ``manifest_sha256``; ``False`` (and a warning) for an older manifest.
+
+    Raises:
+        ChecksumError: the seal is malformed or differs from the contents.
+        ManifestError: no seal, but a key no unsealed manifest ever had (a damaged key name, e.g. the seal's own).
+    """
+    claimed = doc.get(CHECKSUM_KEY)
+    if claimed is None:
+        unknown = sorted(set(doc) - _UNSEALED_KEYS)
+        if unknown:
+            raise ManifestError(
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))} and no {CHECKSUM_KEY}: a damaged manifest "
+                "(a key name was changed); restore manifest.json from a copy or repack the dataset"
+            )
+        warnings.warn(
+            f"{where}: the manifest has no {CHECKSUM_KEY} (packed by an older dataio): its classes, schema and "
+            "counts are not checksum-protected; repack the dataset to protect them",
+            UnsealedManifestWarning,
+            stacklevel=4,
+        )
+        return False
+    if not isinstance(claimed, str) or not _SHA256.match(claimed) or manifest_checksum(doc) != claimed:
+        raise ChecksumError(
+            f"{where}: the manifest's contents differ from its {CHECKSUM_KEY} (a damaged manifest: class names, "
+            "schema, counts or checksums changed); restore manifest.json from a copy or repack the dataset"
+        )
+    return True

@@ -26,9 +26,11 @@ COMPRESSIONS = (None, "zstd")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _ZSTD_LEVEL = 3
 _MAX_DECOMPRESSED = 1 << 31  # bytes one zstd field may decompress to
-# zstd emits at most one 128 KiB block per 4 bytes of input (an RLE block): a frame that declares more content
-# than this many times its own length is lying, and is refused before its declared size is allocated.
-_MAX_ZSTD_RATIO = 1 << 16
+# zstd emits at most one 128 KiB block per 4 bytes of input (an RLE block: 3-byte header + 1 byte), so no frame
+# holds more than 32768 times its own length (256 MiB of zeros compress to 8,211 bytes, 32,692x). A frame that
+# declares more is lying and is refused before its size is allocated; a frame that declares nothing is stopped
+# as soon as its output passes that bound.
+_MAX_ZSTD_RATIO = 1 << 15
 _ZSTD_CHUNK = 1 << 20
 
 
@@ -52,12 +54,17 @@ def _zstd_decompress(payload: memoryview) -> bytes:
     try:
         if declared >= 0:  # a known, plausible size: one allocation of it, checked by zstd against the output
             return dctx.decompress(payload, max_output_size=_MAX_DECOMPRESSED)
+        # no declared size (dataio's writer always declares it): the same bound, enforced on the output as it grows
+        limit = min(_MAX_DECOMPRESSED, _MAX_ZSTD_RATIO * len(payload))
         chunks, total = [], 0
         with dctx.stream_reader(payload, read_across_frames=False) as reader:
-            while chunk := reader.read(_ZSTD_CHUNK):
+            while chunk := reader.read(min(_ZSTD_CHUNK, limit - total + 1)):
                 total += len(chunk)
-                if total > _MAX_DECOMPRESSED:
-                    raise FormatError(f"zstd payload decompresses to more than {_MAX_DECOMPRESSED} bytes")
+                if total > limit:
+                    raise FormatError(
+                        f"zstd payload of {len(payload)} bytes decompresses to more than {limit} bytes (at most "
+                        f"{_MAX_DECOMPRESSED} bytes, at most {_MAX_ZSTD_RATIO}x its compressed size)"
+                    )
                 chunks.append(chunk)
         return b"".join(chunks)
     except zstandard.ZstdError as exc:

@@ -11,6 +11,7 @@ import pytest
 
 import dataio
 from dataio.errors import ChecksumError
+from dataio.format import seal_manifest
 
 
 def _flip(path: Path, offset: int) -> None:
@@ -57,7 +58,7 @@ def test_when_the_fresh_download_is_bad_too_the_error_names_both(packed_copy: Pa
     for entry in manifest["shards"]:
         if entry["path"] == shard:
             entry["sha256"] = hashlib.sha256(remote.read_bytes()).hexdigest()
-    (packed_copy / "manifest.json").write_text(json.dumps(manifest))
+    (packed_copy / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
 
     ds = dataio.open_dataset(packed_copy, cache_dir=tmp_path / "cache", cache_limit=10**9)
     with pytest.raises(ChecksumError) as info:

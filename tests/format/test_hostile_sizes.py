@@ -14,7 +14,7 @@ import zstandard
 from dataio import open_dataset
 from dataio.errors import DataioError, FormatError, ManifestError
 from dataio.format import Field
-from dataio.format.manifest import Manifest
+from dataio.format.manifest import Manifest, seal_manifest
 from dataio.format.ndarray import decode_ndarray, encode_ndarray
 from dataio.format.shard import FOOTER_SIZE, index_size, parse_footer
 
@@ -49,6 +49,19 @@ def test_zstd_output_is_capped_also_without_a_declared_size(monkeypatch: pytest.
         field.decode(memoryview(zstd_frame(None)))
     with pytest.raises(FormatError, match=r"field 'blob'.*(more than|at most) 64"):
         field.decode(memoryview(zstandard.ZstdCompressor().compress(b"y" * 5000)))
+
+
+def test_zstd_output_without_a_declared_size_is_bounded_by_the_payloads_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19 item 14: a frame that declares no content size used to decompress up to the 2 GiB per-field cap,
+    whatever its length; now it stops where a frame of its length could not reach (32768x, zstd's RLE bound)."""
+    from dataio.format import schema
+
+    zeros = zstandard.ZstdCompressor(write_content_size=False).compress(bytes(4 << 20))
+    field = Field("blob", "bytes", "zstd")
+    assert field.decode(memoryview(zeros)) == bytes(4 << 20)  # a real frame is within the bound
+    monkeypatch.setattr(schema, "_MAX_ZSTD_RATIO", 16)  # as if zstd could compress only 16x
+    with pytest.raises(FormatError, match=rf"field 'blob'.*{len(zeros)} bytes decompresses to more than"):
+        field.decode(memoryview(zeros))
 
 
 @pytest.mark.parametrize(
@@ -121,7 +134,7 @@ def test_manifest_counts_are_bounded_by_the_shard_size(packed_copy: Path, field:
     doc["shards"][0][field] = value
     if field == "num_samples":
         doc["num_samples"] = sum(s["num_samples"] for s in doc["shards"])
-    (packed_copy / "manifest.json").write_text(json.dumps(doc))
+    (packed_copy / "manifest.json").write_text(json.dumps(seal_manifest(doc)))
     with pytest.raises(ManifestError, match=field) as err:
         open_dataset(packed_copy)
     assert doc["shards"][0]["path"] in str(err.value)
@@ -135,7 +148,7 @@ def test_a_manifest_promising_a_466_gib_index_does_not_allocate_it(packed_copy: 
     entry["num_samples"] = n
     entry["size"] = entry["index_offset"] + index_size(n) + FOOTER_SIZE
     doc["num_samples"] = sum(s["num_samples"] for s in doc["shards"])
-    (packed_copy / "manifest.json").write_text(json.dumps(doc))
+    (packed_copy / "manifest.json").write_text(json.dumps(seal_manifest(doc)))
     ds = open_dataset(packed_copy)
     with pytest.raises(DataioError, match=entry["path"]) as err:
         ds[0]

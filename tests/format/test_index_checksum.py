@@ -11,13 +11,9 @@ import pytest
 
 from dataio import open_dataset
 from dataio.errors import ChecksumError, ManifestError
-from dataio.format import IMAGE_SCHEMA, Manifest, ShardEntry
-
-
-def _edit_manifest(root: Path, change) -> None:
-    doc = json.loads((root / "manifest.json").read_text())
-    change(doc)
-    (root / "manifest.json").write_text(json.dumps(doc))
+from dataio.errors import UnsealedManifestWarning
+from dataio.format import IMAGE_SCHEMA, Manifest, ShardEntry, seal_manifest
+from tests.helpers import edit_manifest
 
 
 def test_pack_records_the_index_sha256(packed: Path) -> None:
@@ -29,11 +25,11 @@ def test_manifest_round_trips_index_sha256_and_refuses_a_malformed_one() -> None
     entry = ShardEntry("shards/a.dio", 2, 124, "0" * 64, 60, 7)
     m = Manifest(IMAGE_SCHEMA, (entry,), index_sha256="ab" * 32)
     assert Manifest.loads(m.dumps()) == m
-    assert "index_sha256" not in json.loads(Manifest(IMAGE_SCHEMA, (entry,)).dumps())  # older form unchanged
+    assert "index_sha256" not in json.loads(Manifest(IMAGE_SCHEMA, (entry,)).dumps())  # absent, not null
     doc = json.loads(m.dumps())
     doc["index_sha256"] = "xyz"
     with pytest.raises(ManifestError, match="index_sha256"):
-        Manifest.loads(json.dumps(doc))
+        Manifest.loads(json.dumps(seal_manifest(doc)))
 
 
 def test_reader_refuses_an_index_that_fails_its_checksum(packed_copy: Path) -> None:
@@ -50,8 +46,9 @@ def test_reader_refuses_an_index_that_fails_its_checksum(packed_copy: Path) -> N
 
 
 def test_older_manifest_without_index_sha256_still_loads(packed_copy: Path) -> None:
-    _edit_manifest(packed_copy, lambda d: d.pop("index_sha256"))
-    ds = open_dataset(packed_copy)
+    edit_manifest(packed_copy, lambda d: d.pop("index_sha256"), seal=False)
+    with pytest.warns(UnsealedManifestWarning, match="no manifest_sha256"):
+        ds = open_dataset(packed_copy)
     assert ds.manifest.index_sha256 is None
     assert len(ds.labels) == len(ds)
     assert "index_sha256" not in json.loads(ds.manifest.dumps())

@@ -8,6 +8,7 @@ import pytest
 from dataio import open_dataset
 from dataio.errors import ManifestError, VersionError
 from dataio.format import IMAGE_SCHEMA, Manifest, ShardEntry, check_relative_path
+from tests.helpers import edit_manifest
 
 SHA = "0" * 64
 
@@ -33,12 +34,6 @@ def test_manifest_round_trip() -> None:
     back = Manifest.loads(m.dumps())
     assert back == m and back.num_samples == 2 and back.total_bytes == 124
     assert m.dumps() == back.dumps()
-
-
-def edit_manifest(root: Path, change) -> None:
-    doc = json.loads((root / "manifest.json").read_text())
-    change(doc)
-    (root / "manifest.json").write_text(json.dumps(doc))
 
 
 def test_path_traversal_in_a_manifest_is_refused(packed_copy: Path) -> None:

@@ -18,18 +18,13 @@ from dataio import open_dataset
 from dataio.errors import ChecksumError
 from dataio.format import IMAGE_SCHEMA, Field, Manifest, Schema, ShardEntry, ShardWriter
 from dataio.inspection import verify_dataset
+from tests.helpers import edit_manifest
 
 FLIPS = 150
 
 
 def _manifest(root: Path) -> dict[str, Any]:
     return json.loads((root / "manifest.json").read_text())
-
-
-def _edit_manifest(root: Path, change: Any) -> None:
-    doc = _manifest(root)
-    change(doc)
-    (root / "manifest.json").write_text(json.dumps(doc))
 
 
 def _table(data: bytes) -> dict[str, list[Any]] | None:
@@ -48,7 +43,7 @@ def test_pack_records_the_index_sha256_and_verify_checks_it(packed_copy: Path) -
     index = packed_copy / "index.parquet"
     assert _manifest(packed_copy)["index_sha256"] == hashlib.sha256(index.read_bytes()).hexdigest()
     report = verify_dataset(packed_copy)
-    assert report.ok and not report.notes, report.problems
+    assert report.ok and not report.warnings, report.problems
 
 
 def test_every_byte_flip_of_the_parquet_index_fails_verify(packed_copy: Path) -> None:
@@ -71,10 +66,10 @@ def test_every_byte_flip_of_the_parquet_index_fails_verify(packed_copy: Path) ->
 def test_without_index_sha256_every_content_changing_flip_still_fails(packed_copy: Path) -> None:
     """An older manifest (no index_sha256) still verifies, with a note that the index bytes are unchecked; the
     rows are compared with the shards, so a flip that changes any value of any column is still caught."""
-    _edit_manifest(packed_copy, lambda d: d.pop("index_sha256", None))
+    edit_manifest(packed_copy, lambda d: d.pop("index_sha256", None), seal=False)
     ok = verify_dataset(packed_copy)
     assert ok.ok, ok.problems
-    assert any("index.parquet" in n and "unchecked" in n for n in ok.notes)
+    assert any("index.parquet" in n and "unchecked" in n for n in ok.warnings)
     index = packed_copy / "index.parquet"
     original = index.read_bytes()
     truth = _table(original)
@@ -99,7 +94,7 @@ def _rewrite_index(root: Path, change: Any, *, record_sha: bool = True) -> None:
     pq.write_table(pa.table(cols, schema=table.schema), buf, compression="zstd")
     path.write_bytes(buf.getvalue())
     if record_sha:
-        _edit_manifest(root, lambda d: d.update(index_sha256=hashlib.sha256(buf.getvalue()).hexdigest()))
+        edit_manifest(root, lambda d: d.update(index_sha256=hashlib.sha256(buf.getvalue()).hexdigest()))
 
 
 @pytest.mark.parametrize(("column", "delta"), [("offset", 1), ("offset", -4), ("length", 1), ("length", -1)])
@@ -121,7 +116,7 @@ def test_index_column_of_the_wrong_type_is_reported(packed_copy: Path) -> None:
     buf = io.BytesIO()
     pq.write_table(table, buf)
     path.write_bytes(buf.getvalue())
-    _edit_manifest(packed_copy, lambda d: d.update(index_sha256=hashlib.sha256(buf.getvalue()).hexdigest()))
+    edit_manifest(packed_copy, lambda d: d.update(index_sha256=hashlib.sha256(buf.getvalue()).hexdigest()))
     report = verify_dataset(packed_copy)
     assert any("column 'offset'" in p and "double" in p for p in report.problems), report.problems
 
@@ -129,7 +124,7 @@ def test_index_column_of_the_wrong_type_is_reported(packed_copy: Path) -> None:
 def test_manifest_index_crc32_edited_is_reported(packed_copy: Path) -> None:
     """The shard is intact (its sha256 matches), but readers check its index against the manifest's CRC."""
     entry = _manifest(packed_copy)["shards"][1]
-    _edit_manifest(packed_copy, lambda d: d["shards"][1].update(index_crc32=(entry["index_crc32"] + 1) % 2**32))
+    edit_manifest(packed_copy, lambda d: d["shards"][1].update(index_crc32=(entry["index_crc32"] + 1) % 2**32))
     report = verify_dataset(packed_copy)
     assert not report.ok
     assert any(entry["path"] in p and "index_crc32" in p for p in report.problems), report.problems
@@ -140,7 +135,7 @@ def test_manifest_index_crc32_edited_is_reported(packed_copy: Path) -> None:
 
 def test_manifest_schema_that_differs_from_the_headers_names_the_field(packed_copy: Path) -> None:
     """A manifest saying "float" for the label makes readers return 0.0 labels; verify names field and types."""
-    _edit_manifest(packed_copy, lambda d: d["schema"][1].update(type="float"))
+    edit_manifest(packed_copy, lambda d: d["schema"][1].update(type="float"))
     assert open_dataset(packed_copy)[0]["label"] == pytest.approx(0.0)  # what a reader trusting it gets
     report = verify_dataset(packed_copy)
     lines = [p for p in report.problems if "schema" in p]
@@ -213,7 +208,7 @@ def test_a_label_outside_the_manifests_classes_is_reported(packed_copy: Path) ->
     """Record and index agree, but the label names no class: the manifest lists one class fewer."""
     doc = _manifest(packed_copy)
     top = len(doc["classes"]) - 1
-    _edit_manifest(packed_copy, lambda d: d.update(classes=d["classes"][:top]))
+    edit_manifest(packed_copy, lambda d: d.update(classes=d["classes"][:top]))
     report = verify_dataset(packed_copy)
     labelled = [p for p in report.problems if f"has label {top}" in p]
     assert labelled and len(labelled) == len(report.problems), report.problems
