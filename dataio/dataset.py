@@ -25,6 +25,7 @@ from dataio.gate import ReadGate
 from dataio.healing import checked_record
 from dataio.index_file import label_column, parquet_table
 from dataio.storage import RangeReader, RetryPolicy, Store, open_store
+from dataio.units import parse_size
 
 __all__ = ["ShardDataset", "open_dataset"]
 
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 60.0  # how long close() waits for reads in flight before leaving the closing to the last one
 
-_OPTIONS = ("verify", "threads", "coalesce_gap", "retry", "cache_dir", "cache_limit")
+#: Bytes between two wanted ranges of one shard below which a batched read fetches them as one range.
+DEFAULT_COALESCE_GAP = 64 * 1024
 
 
 class ShardDataset(torch.utils.data.Dataset):
@@ -60,7 +62,7 @@ class ShardDataset(torch.utils.data.Dataset):
         *,
         verify: bool = True,
         threads: int | None = None,
-        coalesce_gap: int = 64 * 1024,
+        coalesce_gap: int = DEFAULT_COALESCE_GAP,
     ) -> None:
         self.store = store
         self.manifest = manifest
@@ -165,6 +167,13 @@ class ShardDataset(torch.utils.data.Dataset):
                     self.store, threads=self.threads, coalesce_gap=self.coalesce_gap, guard=self._gate.reading
                 )
             return self._reader
+
+    def io_stats(self) -> dict[str, Any] | None:
+        """The reader's counters (requests, bytes, retries, reads in flight, client CPU: see
+        :meth:`RangeReader.stats`), or ``None`` before the first read through the reader."""
+        with self._lock:
+            reader = self._reader
+        return None if reader is None else reader.stats()
 
     def _load_indexes(self, shards: Iterable[int]) -> None:
         """Loads the indexes of ``shards`` not yet loaded, many reads in flight."""
@@ -332,7 +341,17 @@ def load_manifest(store: Store) -> Manifest:
     return Manifest.loads(data, store.url(MANIFEST_NAME))
 
 
-def open_dataset(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, **kw: Any) -> ShardDataset:
+def open_dataset(
+    url: str | os.PathLike[str],
+    storage_options: dict[str, Any] | None = None,
+    *,
+    verify: bool = True,
+    threads: int | None = None,
+    coalesce_gap: int = DEFAULT_COALESCE_GAP,
+    retry: RetryPolicy | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache_limit: int | str | None = None,
+) -> ShardDataset:
     """Opens a packed dataset.
 
     Args:
@@ -341,44 +360,36 @@ def open_dataset(url: str | os.PathLike[str], storage_options: dict[str, Any] | 
             ``memory://…`` (fsspec).
         storage_options: Options for URLs (endpoint, credentials, anon, …) in s3fs/fsspec spelling, plus
             ``client`` (``"auto"``, ``"obstore"``, ``"fsspec"``) for ``s3://``; never logged (docs/storage.md).
-        **kw: ``verify`` (bool, default True): check each sample's CRC-32 on read; ``threads`` (int): reads in
-            flight for batched reads (default 8 for POSIX, 32 for URLs); ``coalesce_gap`` (bytes, default 64 KiB);
-            ``retry`` (:class:`~dataio.storage.RetryPolicy`) for remote reads; ``cache_dir`` (a node-local
-            directory shared by every process on the node) and ``cache_limit`` (bytes or "200GB", default: no
-            limit) put the node-local shard cache in front of the store: shards are fetched ahead in the order
-            given to :meth:`ShardDataset.prefetch`, verified against the manifest's sha256, evicted by that future
-            order (Belady).
+        verify: Check each sample's CRC-32 on read.
+        threads: Reads in flight for batched reads (default: the backend's, 8 for POSIX, 32 for URLs).
+        coalesce_gap: Bytes between two wanted ranges of a shard below which they are fetched as one read.
+        retry: The retry policy of remote reads (default: :class:`~dataio.storage.RetryPolicy`'s defaults).
+        cache_dir: A node-local directory shared by every process on the node: puts the shard cache in front of
+            the store (shards fetched ahead in the order given to :meth:`ShardDataset.prefetch`, verified against
+            the manifest's sha256, evicted by that future order: Belady; docs/cache.md).
+        cache_limit: Bytes the cache may hold for this dataset, an int or a size such as ``"200GB"``
+            (:mod:`dataio.units`: GB = 10⁹, GiB = 2³⁰); default no limit. Needs ``cache_dir``.
 
     Raises:
         FileNotFoundError: no manifest at ``url``.
-        ManifestError, VersionError: a malformed, unsafe or unsupported manifest.
+        ManifestError, VersionError, ChecksumError: a malformed, unsafe, unsupported or damaged manifest.
         ImportError: the backend for the URL's protocol is missing (names the extra to install).
+        TypeError, ValueError: an option of the wrong type or value.
     """
-    unknown = sorted(set(kw) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(f"open_dataset() got unsupported keyword arguments {unknown}; supported: {list(_OPTIONS)}")
-    retry = kw.get("retry")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+    if cache_limit is not None and cache_dir is None:
+        raise TypeError("cache_limit needs cache_dir")
+    limit = parse_size(cache_limit) if cache_limit is not None else None
     store = open_store(url, storage_options, retry=retry)
     manifest = load_manifest(store)
-    if kw.get("cache_dir") is not None:
+    if cache_dir is not None:
         from dataio.cache import CachedStore
-        from dataio.pack.plan import parse_size
 
-        limit = kw.get("cache_limit")
         store = CachedStore(
             store,
-            kw["cache_dir"],
-            parse_size(limit) if limit is not None else 2**63 - 1,
+            cache_dir,
+            limit if limit is not None else 2**63 - 1,
             {s.path: (s.size, s.sha256) for s in manifest.shards},
         )
-    elif kw.get("cache_limit") is not None:
-        raise TypeError("cache_limit needs cache_dir")
-    return ShardDataset(
-        store,
-        manifest,
-        verify=bool(kw.get("verify", True)),
-        threads=kw.get("threads"),
-        coalesce_gap=int(kw.get("coalesce_gap", 64 * 1024)),
-    )
+    return ShardDataset(store, manifest, verify=bool(verify), threads=threads, coalesce_gap=int(coalesce_gap))

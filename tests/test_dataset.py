@@ -93,10 +93,8 @@ def test_unsupported_options_are_refused_not_ignored(packed: Path) -> None:
 
 
 def test_a_truncated_index_without_a_recorded_checksum_names_the_file(packed_copy: Path) -> None:
-    import json
 
     from dataio.errors import FormatError
-
     from tests.helpers import edit_manifest
 
     # a dataset packed before the manifest recorded the index's checksum (or its own)
@@ -106,3 +104,20 @@ def test_a_truncated_index_without_a_recorded_checksum_names_the_file(packed_cop
     ds = open_dataset(packed_copy)
     with pytest.raises(FormatError, match=r"index\.parquet: not a readable Parquet index"):
         ds.index_table()
+
+
+def test_open_dataset_options_are_explicit_keyword_only_arguments(packed: Path) -> None:
+    """Issue 20 item 4: no ``**kw`` pass-through; a misspelt option fails as Python's own TypeError."""
+    import inspect
+
+    params = inspect.signature(open_dataset).parameters
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    assert [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY] == [
+        "verify", "threads", "coalesce_gap", "retry", "cache_dir", "cache_limit"
+    ]  # fmt: skip
+    with pytest.raises(TypeError, match="thread"):
+        open_dataset(packed, thread=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="cache_limit needs cache_dir"):
+        open_dataset(packed, cache_limit="1GB")
+    with pytest.raises(ValueError, match="not a size"):
+        open_dataset(packed, cache_dir=packed.parent / "c", cache_limit="lots")

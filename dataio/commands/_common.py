@@ -6,15 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from dataio.units import positive_int
+
 __all__ = ["add_storage_options", "positive_int", "storage_options"]
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_storage_options(p: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dataio.commands._common import add_storage_options, storage_options
+from dataio.units import SIZE_HELP
 
 NAME = "pack"
 HELP = "pack an image folder, ILSVRC tar archive or file list into checksummed shards"
@@ -13,7 +14,7 @@ HELP = "pack an image folder, ILSVRC tar archive or file list into checksummed s
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="image folder, .tar archive (flat or of per-class tars), or .csv/.parquet list")
     p.add_argument("output", help="dataset directory or URL (s3://, oss://, …)")
-    p.add_argument("--shard-size", default="256MB", help="target shard size: 8MB, 256MB, 1GiB or bytes")
+    p.add_argument("--shard-size", default="256MB", help=f"target shard size: 8MB, 256MB, 1GiB or bytes ({SIZE_HELP})")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (output bytes do not depend on it)")
     p.add_argument("--order", choices=("sorted", "shuffled"), default="sorted")
     p.add_argument("--seed", type=int, default=0, help="seed of --order shuffled")

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
-from dataio.commands._common import add_storage_options, positive_int, storage_options
+from dataio.commands._common import add_storage_options, storage_options
+from dataio.units import SIZE_HELP, parse_size, positive_int, size_arg
 
 NAME = "shuffle-stats"
 HELP = "compare sampling modes: label diversity per batch, storage/read correlation and IO cost"
 
 _MODES = ("sequential", "global", "block", "shard", "local")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """Parse a byte size such as ``1048576``, ``512K``, ``4MiB`` or ``2GB`` (K/M/G/T: powers of 1024)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a byte size: {text!r} (examples: 1048576, 4MiB, 2G)")
-    unit = (match.group(2) or "").lower().rstrip("b").rstrip("i")
-    return int(float(match.group(1)) * 1024 ** " kmgt".index(unit or " "))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,13 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--buffer-size", type=positive_int, default=None, help="shard mode: shuffle buffer slots")
     p.add_argument(
         "--cache-bytes",
-        type=parse_size,
+        type=size_arg,
         default=None,
-        help="IO model: cache capacity shared by the ranks (default: 5%% of the dataset)",
+        help=f"IO model: cache capacity shared by the ranks (default: 5%% of the dataset; {SIZE_HELP})",
     )
     p.add_argument(
         "--chunk-bytes",
-        type=parse_size,
+        type=size_arg,
         default=parse_size("1MiB"),
         help="IO model: storage read granularity, 0 for whole shards (default 1MiB)",
     )

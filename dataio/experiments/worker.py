@@ -129,8 +129,13 @@ def train_run(spec: RunSpec, job: GroupJob, hook: AllreduceHook) -> dict[str, An
     with dataio.open_dataset(path) as probe:
         total_bytes = int(probe.shard_nbytes.sum())
     cache_limit = int(config.cache_fraction * total_bytes)
-    options: dict[str, Any] = {"cache_dir": str(cache_dir), "cache_limit": cache_limit} if cached else {}
-    ds = dataio.open_dataset(path, threads=config.read_threads, coalesce_gap=config.coalesce_gap, **options)
+    ds = dataio.open_dataset(
+        path,
+        threads=config.read_threads,
+        coalesce_gap=config.coalesce_gap,
+        cache_dir=str(cache_dir) if cached else None,
+        cache_limit=cache_limit if cached else None,
+    )
     try:
         sampler = dataio.DistributedShuffleSampler(ds, spec.mode, seed=spec.seed, drop_last=True,
                                                    block_size=config.block_size, window=config.window,

@@ -38,10 +38,10 @@ __all__ = [
     "check_record",
     "check_relative_path",
     "index_size",
-    "manifest_checksum",
-    "seal_manifest",
     "iter_records",
+    "manifest_checksum",
     "parse_footer",
     "parse_header",
     "parse_index",
+    "seal_manifest",
 ]

@@ -29,6 +29,7 @@ from dataio.loaders.epoch import plan_epoch
 from dataio.loaders.fast import SampleError
 from dataio.loaders.stats import PipelineStats
 from dataio.loaders.transforms import sample_rng
+from dataio.sampling.protocol import resumable
 
 __all__ = ["DaliIterator", "DaliState"]
 
@@ -95,8 +96,9 @@ class DaliIterator:
             self.device = torch.device("cpu")
             if loader.device is not None and torch.device(loader.device).type != "cpu":
                 raise RuntimeError(f"device={loader.device!r} needs a GPU DALI pipeline, but CUDA is not available")
-        if hasattr(loader.sampler, "shard_order"):
-            self.ds.prefetch(loader.sampler.shard_order(self.plan.indices))
+        sampler = resumable(loader.sampler)
+        if sampler is not None:
+            self.ds.prefetch(sampler.shard_order(self.plan.indices))
         self.state: DaliState = loader.runtime.dali
         self.stats: PipelineStats = loader.runtime.stats_for([("read", 1), ("decode", 1)])
         self.stats.extra.update(backend=f"dali-{self.pipeline.dali_device}", device=str(self.device))

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dataio.sampling.protocol import resumable
+
 __all__ = ["EpochPlan", "plan_epoch"]
 
 
@@ -31,8 +33,9 @@ class EpochPlan:
 
     def advance(self, sampler: Any, count: int) -> None:
         """Reports ``count`` delivered samples of this pass to the sampler (a no-op for torch's samplers)."""
-        if hasattr(sampler, "advance"):
-            sampler.advance(count, self.pass_id)
+        driven = resumable(sampler)
+        if driven is not None:
+            driven.advance(count, self.pass_id)
 
     @property
     def num_batches(self) -> int:
@@ -44,15 +47,15 @@ class EpochPlan:
 
 def plan_epoch(loader: Any) -> EpochPlan:
     """Starts an epoch of ``loader``'s sampler (a resumed sampler yields only what is left of its epoch)."""
-    sampler = loader.sampler
+    sampler = resumable(loader.sampler)
     batch_size = int(loader.batch_size or 1)
     pass_id = None
-    if hasattr(sampler, "begin_epoch"):
+    if sampler is not None:
         indices = np.asarray(sampler.begin_epoch(), dtype=np.int64)
-        epoch, seed, pass_id = int(sampler.epoch), int(sampler.seed), getattr(sampler, "pass_id", None)
+        epoch, seed, pass_id = int(sampler.epoch), int(sampler.seed), int(sampler.pass_id)
     else:
         torch.empty((), dtype=torch.int64).random_(generator=loader.generator)  # as torch's iterator does
-        indices = np.fromiter(iter(sampler), dtype=np.int64)
+        indices = np.fromiter(iter(loader.sampler), dtype=np.int64)
         epoch, seed = 0, 0
     seed = int(loader.seed) if loader.seed is not None else seed
     n = len(indices) - (len(indices) % batch_size if loader.drop_last else 0)

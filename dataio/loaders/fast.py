@@ -47,6 +47,7 @@ from dataio.loaders.fast_stages import (
 from dataio.loaders.ring import BatchRing
 from dataio.loaders.rings import RingClosed, make_ring
 from dataio.loaders.tuning import PipelineTuning
+from dataio.sampling.protocol import resumable
 
 __all__ = ["FastIterator", "SampleError"]
 
@@ -59,8 +60,9 @@ class FastIterator:
         ds, pipeline, sampler = loader.dataset, loader.pipeline, loader.sampler
         self.sampler = sampler
         self.plan = plan = plan_epoch(loader)
-        if hasattr(sampler, "shard_order"):
-            ds.prefetch(sampler.shard_order(plan.indices))
+        driven = resumable(sampler)
+        if driven is not None:
+            ds.prefetch(driven.shard_order(plan.indices))
         workers = max(1, int(loader.num_workers))
         prefetch = int(loader.prefetch_factor or 2)
         feeder = DeviceFeeder(loader.device)
@@ -198,10 +200,23 @@ def _epoch_state(
     mean = torch.tensor(pipeline.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(pipeline.std, dtype=torch.float32).view(3, 1, 1)
     return EpochState(
-        ds=loader.dataset, pipeline=pipeline, plan=plan, decoder=decoder, tuning=tuning, ring=ring, feeder=feeder,
-        stats=stats, records=make_ring(queued, "mpmc"), finished=make_ring(tuning.max_prefetch + 1, "mpmc"),
-        out=make_ring(prefetch, "spsc"), chunk=chunk, on_error=loader.on_error, worker_init_fn=loader.worker_init_fn,
-        scale=1.0 / (255.0 * std), shift=-mean / std, filled=[0] * plan.num_batches,
+        ds=loader.dataset,
+        pipeline=pipeline,
+        plan=plan,
+        decoder=decoder,
+        tuning=tuning,
+        ring=ring,
+        feeder=feeder,
+        stats=stats,
+        records=make_ring(queued, "mpmc"),
+        finished=make_ring(tuning.max_prefetch + 1, "mpmc"),
+        out=make_ring(prefetch, "spsc"),
+        chunk=chunk,
+        on_error=loader.on_error,
+        worker_init_fn=loader.worker_init_fn,
+        scale=1.0 / (255.0 * std),
+        shift=-mean / std,
+        filled=[0] * plan.num_batches,
     )
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from dataio.sampling.protocol import resumable
+
 __all__ = ["GenericEpoch", "GenericRun", "to_device"]
 
 
@@ -49,11 +51,11 @@ class GenericRun:
     def begin(cls, loader: Any, mode: str) -> GenericRun:
         """Called right before the epoch's iterator is made (it begins the sampler's next pass)."""
         run = cls(mode, int(loader.num_workers), loader.batch_size)
-        sampler = loader.sampler
-        if hasattr(sampler, "begin_epoch") and hasattr(sampler, "pass_id") and loader.batch_size is not None:
+        sampler = resumable(loader.sampler)
+        if sampler is not None and loader.batch_size is not None:
             run.pass_id = int(sampler.pass_id) + 1
             run.start = int(sampler.position)
-            run.world_size = int(getattr(sampler, "world_size", 1))
+            run.world_size = int(sampler.world_size)
         return run
 
     def delivered(self, batch: Any, waited: float) -> None:
@@ -64,7 +66,8 @@ class GenericRun:
     def sampler_state(self, sampler: Any) -> dict[str, Any]:
         """``sampler.state_dict()``, at the position after the last delivered batch of this epoch."""
         state = sampler.state_dict()
-        if self.pass_id is not None and not self.finished and getattr(sampler, "pass_id", None) == self.pass_id:
+        driven = resumable(sampler)
+        if self.pass_id is not None and not self.finished and driven is not None and driven.pass_id == self.pass_id:
             state["consumed"] = self.start + self.samples * self.world_size
         return state
 

@@ -183,9 +183,10 @@ class DataLoader(torch.utils.data.DataLoader):
         out: dict[str, Any] = stats.summary() if stats is not None else {}
         if self.pipeline is None and self._runtime.generic_run is not None:
             out.update(self._runtime.generic_run.summary())
-        reader = getattr(self.dataset, "_reader", None)
-        if reader is not None:
-            out["io"] = reader.stats()
+        io_stats = getattr(self.dataset, "io_stats", None)
+        io = io_stats() if callable(io_stats) else None
+        if io is not None:
+            out["io"] = io
             if "verdict" in out:
                 out["verdict"] = verdict(out)  # again, now that it can weigh reads in flight and client CPU
         cache_stats = getattr(getattr(self.dataset, "store", None), "stats", None)

@@ -7,12 +7,9 @@ import threading
 import numpy as np
 import torch
 
+from dataio.loaders.torch_compat import storage_use_count
+
 __all__ = ["BatchRing", "BufferPool"]
-
-
-def _storage_refs(t: torch.Tensor) -> int:
-    """References to ``t``'s storage: one per tensor or view on it (plus the temporary storage object here)."""
-    return int(torch._C._storage_Use_Count(t.untyped_storage()._cdata))
 
 
 class BufferPool:
@@ -36,21 +33,21 @@ class BufferPool:
         self.base: int | None = None
         self.allocated = 0
         self._lock = threading.Lock()
-        self._usable = hasattr(torch._C, "_storage_Use_Count")
+        self._usable = storage_use_count(torch.empty(0)) is not None
 
     def take(self) -> torch.Tensor:
         """A buffer no one refers to, or a new one."""
         with self._lock:
             if self._usable:
                 for buf in self.buffers:
-                    if id(buf) not in self.in_flight and _storage_refs(buf) == self.base:
+                    if id(buf) not in self.in_flight and storage_use_count(buf) == self.base:
                         self.in_flight.add(id(buf))
                         return buf
             buf = torch.empty(self.shape, dtype=torch.float32)
             self.allocated += 1
             if self._usable and len(self.buffers) < self.cap:
                 if self.base is None:
-                    self.base = _storage_refs(buf)
+                    self.base = storage_use_count(buf)
                 self.buffers.append(buf)
                 self.in_flight.add(id(buf))
             return buf

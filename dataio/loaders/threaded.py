@@ -38,10 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torch.utils.data._utils.pin_memory import pin_memory as _pin_memory
-from torch.utils.data.dataloader import _BaseDataLoaderIter, _DatasetKind
-
 from dataio.loaders import worker_info
+from dataio.loaders.torch_compat import BaseDataLoaderIter, DatasetKind, pin_memory
 
 __all__ = ["ThreadedIterator"]
 
@@ -98,9 +96,9 @@ def _attempt(fetcher: Any, index: Any, setup: _WorkerSetup, worker_id: int) -> A
         return _Failure(RuntimeError(f"DataLoader worker thread {worker_id} failed to start (raised earlier)"))
     try:
         data = fetcher.fetch(index)
-        return _pin_memory(data) if setup.pin else data
+        return pin_memory(data) if setup.pin else data
     except BaseException as exc:  # shipped to the consumer and raised there
-        if isinstance(exc, StopIteration) and setup.kind == _DatasetKind.Iterable:
+        if isinstance(exc, StopIteration) and setup.kind == DatasetKind.Iterable:
             return _Exhausted(worker_id)
         return _Failure(_note(exc, f"raised in DataLoader worker thread {worker_id}"))
 
@@ -122,7 +120,7 @@ def _start(setup: _WorkerSetup, worker_id: int) -> tuple[Any, Any, _Failure | No
 
 
 def _make_fetcher(setup: _WorkerSetup, dataset: Any) -> Any:
-    return _DatasetKind.create_fetcher(setup.kind, dataset, setup.auto_collation, setup.collate_fn, setup.drop_last)
+    return DatasetKind.create_fetcher(setup.kind, dataset, setup.auto_collation, setup.collate_fn, setup.drop_last)
 
 
 def _worker_loop(
@@ -163,7 +161,7 @@ def _stop(done: threading.Event, task_queues: list[queue.SimpleQueue[Any]]) -> N
         q.put(None)
 
 
-class ThreadedIterator(_BaseDataLoaderIter):
+class ThreadedIterator(BaseDataLoaderIter):
     """torch's multiprocessing iterator semantics over ``loader.num_workers`` threads (module docstring)."""
 
     def __init__(self, loader: Any) -> None:

@@ -28,7 +28,8 @@ import threading
 from typing import Any
 
 import torch
-from torch.utils.data._utils import worker as _torch_worker
+
+from dataio.loaders.torch_compat import worker_module
 
 __all__ = ["clear_thread_worker_info", "install", "set_thread_worker_info", "thread_worker_info"]
 
@@ -47,7 +48,7 @@ _install_lock = threading.Lock()
 
 def install() -> None:
     """Makes ``torch.utils.data.get_worker_info()`` thread-aware (see module docstring). Idempotent."""
-    fn = _torch_worker.get_worker_info
+    fn = worker_module().get_worker_info
     with _install_lock:
         if getattr(fn, "_dataio_thread_aware", False):
             return
@@ -64,17 +65,18 @@ def thread_worker_info(worker_id: int, num_workers: int, base_seed: int, dataset
     """torch's ``WorkerInfo`` for worker thread ``worker_id``, with its private generators (on a torch whose
     ``WorkerInfo`` has the ``rng`` field)."""
     seed = base_seed + worker_id
-    fields = {f.name for f in dataclasses.fields(_torch_worker.WorkerInfo)}
-    if "rng" not in fields:
-        return _torch_worker.WorkerInfo(id=worker_id, num_workers=num_workers, seed=seed, dataset=dataset)
+    torch_worker = worker_module()
+    fields = {f.name for f in dataclasses.fields(torch_worker.WorkerInfo)}
+    if "rng" not in fields or not hasattr(torch_worker, "_RNG"):
+        return torch_worker.WorkerInfo(id=worker_id, num_workers=num_workers, seed=seed, dataset=dataset)
     try:
         import numpy as np
 
-        numpy_random: Any = np.random.RandomState(_torch_worker._generate_state(base_seed, worker_id))
+        numpy_random: Any = np.random.RandomState(torch_worker._generate_state(base_seed, worker_id))
     except ImportError:
         numpy_random = None
-    rng = _torch_worker._RNG(random.Random(seed), torch.Generator().manual_seed(seed), numpy_random)
-    return _torch_worker.WorkerInfo(
+    rng = torch_worker._RNG(random.Random(seed), torch.Generator().manual_seed(seed), numpy_random)
+    return torch_worker.WorkerInfo(
         id=worker_id, num_workers=num_workers, seed=seed, dataset=dataset, rng=rng, worker_method="thread"
     )
 

@@ -9,42 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from dataio.format.schema import IMAGE_SCHEMA
 from dataio.pack.labels import Item
+from dataio.units import parse_size
 
 __all__ = ["PackOptions", "ShardJob", "parse_size", "plan_shards"]
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-    "k": 2**10,
-    "m": 2**20,
-    "g": 2**30,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_size(text: str | int) -> int:
-    """``"256MB"`` → 256·10⁶, ``"1GiB"`` → 2³⁰, ``"8M"`` → 8·2²⁰, ``"4096"`` → 4096."""
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (examples: 8MB, 256MB, 1GiB, 1048576)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 @dataclass(frozen=True)

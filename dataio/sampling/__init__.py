@@ -6,6 +6,7 @@ Pure numpy (plus an optional look-up of torch.distributed for rank / world size)
 from dataio.sampling.layout import ShardLayout
 from dataio.sampling.modes import MODES, Mode, get_mode
 from dataio.sampling.plan import ShuffleConfig
+from dataio.sampling.protocol import ResumableSampler, resumable
 from dataio.sampling.quality import ShuffleStats, shuffle_stats
 from dataio.sampling.sampler import DistributedShuffleSampler
 
@@ -13,9 +14,11 @@ __all__ = [
     "MODES",
     "DistributedShuffleSampler",
     "Mode",
+    "ResumableSampler",
     "ShardLayout",
     "ShuffleConfig",
     "ShuffleStats",
     "get_mode",
+    "resumable",
     "shuffle_stats",
 ]

@@ -5,17 +5,11 @@ from __future__ import annotations
 import argparse
 
 from dataio.train.config import DEFAULT_BUCKET_CANDIDATES, TrainConfig
+from dataio.units import positive_int
 
 __all__ = ["HELP", "add_arguments", "config_from_args", "main"]
 
 HELP = "DDP training on a dataio dataset: allreduce strategy, compression, bucket tuning and a step-time split"
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _bucket(text: str) -> float | str:
@@ -42,14 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", nargs="?", default=None, help="dataset path or URL (optional with --synthetic-data)")
     run = p.add_argument_group("run")
     length = run.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps in all")
-    length.add_argument("--epochs", type=_positive_int, default=None, help="full epochs (default 1)")
-    run.add_argument("--batch-size", type=_positive_int, default=32, help="images per rank per step (default 32)")
-    run.add_argument("--image-size", type=_positive_int, default=224, help="training crop side (default 224)")
+    length.add_argument("--steps", type=positive_int, default=None, help="optimizer steps in all")
+    length.add_argument("--epochs", type=positive_int, default=None, help="full epochs (default 1)")
+    run.add_argument("--batch-size", type=positive_int, default=32, help="images per rank per step (default 32)")
+    run.add_argument("--image-size", type=positive_int, default=224, help="training crop side (default 224)")
     run.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1, momentum 0.9)")
     run.add_argument("--model", default="resnet", help="'resnet' (built in) or a torchvision model name")
-    run.add_argument("--width", type=_positive_int, default=32, help="built-in model: first-stage channels")
-    run.add_argument("--workers", type=_positive_int, default=2, help="loader threads per rank (default 2)")
+    run.add_argument("--width", type=positive_int, default=32, help="built-in model: first-stage channels")
+    run.add_argument("--workers", type=positive_int, default=2, help="loader threads per rank (default 2)")
     run.add_argument(
         "--shuffle-mode",
         default="block",
@@ -65,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="then time synthetic data too and report the efficiency (real ÷ synthetic images/s)",
     )
-    run.add_argument("--classes", type=_positive_int, default=1000, help="synthetic data without a dataset")
+    run.add_argument("--classes", type=positive_int, default=1000, help="synthetic data without a dataset")
     run.add_argument("--json", dest="json_path", default=None, help="also write the report as JSON (rank 0)")
     comm = p.add_argument_group("gradient exchange")
     comm.add_argument(
@@ -79,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     comm.add_argument("--compress", default="none", choices=("none", "fp16", "bf16"), help="transfer dtype")
     comm.add_argument(
-        "--ranks-per-node", type=_positive_int, default=None, help="emulate nodes of K ranks (default: real nodes)"
+        "--ranks-per-node", type=positive_int, default=None, help="emulate nodes of K ranks (default: real nodes)"
     )
     comm.add_argument("--bucket-mb", type=_bucket, default=25.0, help="DDP bucket size in MB, or 'auto' (default 25)")
     comm.add_argument(
@@ -88,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_BUCKET_CANDIDATES,
         help="sizes --bucket-mb auto tries (default 1,4,16,64)",
     )
-    comm.add_argument("--tune-steps", type=_positive_int, default=3, help="timed steps per candidate (default 3)")
+    comm.add_argument("--tune-steps", type=positive_int, default=3, help="timed steps per candidate (default 3)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from dataio import open_dataset
-from dataio.errors import ChecksumError, ManifestError
-from dataio.errors import UnsealedManifestWarning
+from dataio.errors import ChecksumError, ManifestError, UnsealedManifestWarning
 from dataio.format import IMAGE_SCHEMA, Manifest, ShardEntry, seal_manifest
 from tests.helpers import edit_manifest
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dataio.cli import main
-from dataio.commands.shuffle_stats import parse_size
+from dataio.units import size_arg
 
 MODES = ["sequential", "global", "block", "shard", "local"]
 
@@ -57,10 +57,11 @@ def test_missing_dataset(tmp_path, capsys):
     assert "shuffle-stats: error" in capsys.readouterr().err
 
 
-def test_parse_size():
-    assert parse_size("1048576") == 1 << 20
-    assert parse_size("4MiB") == parse_size("4M") == parse_size("4mb") == 4 << 20
-    assert parse_size("1.5G") == 3 << 29
-    assert parse_size("0") == 0
+def test_size_options_parse_as_everywhere_else():
+    assert size_arg("1048576") == 1 << 20
+    assert size_arg("4MiB") == size_arg("4M") == 4 << 20
+    assert size_arg("4mb") == 4 * 10**6  # decimal, as pack's --shard-size (dataio/units.py)
+    assert size_arg("1.5G") == 3 << 29
+    assert size_arg("0") == 0
     with pytest.raises(argparse.ArgumentTypeError):
-        parse_size("lots")
+        size_arg("lots")
