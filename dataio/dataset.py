@@ -175,6 +175,13 @@ class ShardDataset(torch.utils.data.Dataset):
             reader = self._reader
         return None if reader is None else reader.stats()
 
+    def cache_stats(self) -> dict[str, Any] | None:
+        """This process's node-local cache counters as a plain dict (hits, misses, bytes, evictions, …: see
+        :class:`~dataio.cache.store.CacheStats`), or ``None`` without ``cache_dir``."""
+        from dataio.cache import CachedStore
+
+        return self.store.stats().to_dict() if isinstance(self.store, CachedStore) else None
+
     def _load_indexes(self, shards: Iterable[int]) -> None:
         """Loads the indexes of ``shards`` not yet loaded, many reads in flight."""
         with self._lock:

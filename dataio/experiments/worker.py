@@ -84,8 +84,7 @@ def _decoded(path: str, config: ShuffleExperimentConfig) -> tuple[torch.Tensor, 
 def _counters(loader: dataio.DataLoader) -> np.ndarray:
     stats = loader.stats()
     io = stats.get("io") or {}
-    cache = stats.get("cache")
-    cache = cache.to_dict() if hasattr(cache, "to_dict") else dict(cache or {})
+    cache = stats.get("cache") or {}
     return np.array([io.get(k, 0) for k in READER_COUNTERS] + [cache.get(k, 0) for k in CACHE_COUNTERS], np.float64)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch.utils.data
 
+from dataio.dataset import ShardDataset
 from dataio.loaders.autotune import AutotuneConfig
 from dataio.loaders.generic import GenericEpoch, GenericRun
 from dataio.loaders.runtime import LoaderRuntime
@@ -35,6 +36,21 @@ from dataio.loaders.threaded import ThreadedIterator
 __all__ = ["DataLoader"]
 
 _WORKER_MODES = ("process", "thread")
+
+
+def _mode_params(mode: str | None, **given: int | None) -> dict[str, int]:
+    """The shuffle-mode parameters given (not None), checked to belong to ``mode``."""
+    from dataio.sampling import get_mode
+
+    params = {name: value for name, value in given.items() if value is not None}
+    if not params:
+        return {}
+    if mode is None:
+        raise ValueError(f"{', '.join(params)}= need shuffle_mode= (block_size, window: 'block'; buffer_size: 'shard')")
+    foreign = [name for name in params if name not in get_mode(mode).defaults]
+    if foreign:
+        raise ValueError(f"shuffle_mode={mode!r} has no parameter {', '.join(foreign)}")
+    return params
 
 
 class DataLoader(torch.utils.data.DataLoader):
@@ -51,6 +67,9 @@ class DataLoader(torch.utils.data.DataLoader):
             ``pin_memory=True``).
         shuffle_mode: Sampling mode for a ShardDataset (``global``, ``local``, ``shard``, ``block``,
             ``sequential``); the sampler is then a rank-aware :class:`~dataio.DistributedShuffleSampler`.
+        block_size, window: ``shuffle_mode="block"``: samples per block, blocks per shuffle window (as the
+            sampler's; defaults 16 and 1024).
+        buffer_size: ``shuffle_mode="shard"``: shuffle buffer slots (as the sampler's; default 1024).
         seed: Seed of shuffling and augmentation (default: drawn from ``generator`` or torch's RNG once).
         on_error: Fast path: a sample that fails to decode raises (``"raise"``, naming its key) or is left out of
             its batch and counted in ``stats()["skipped"]`` (``"skip"``).
@@ -96,6 +115,9 @@ class DataLoader(torch.utils.data.DataLoader):
         progress: bool = False,
         autotune: bool | AutotuneConfig = True,
         worker_mode: str | None = None,
+        block_size: int | None = None,
+        window: int | None = None,
+        buffer_size: int | None = None,
     ) -> None:
         if worker_mode is not None and worker_mode not in _WORKER_MODES:
             raise ValueError(f"worker_mode must be 'process' or 'thread', got {worker_mode!r}")
@@ -114,12 +136,15 @@ class DataLoader(torch.utils.data.DataLoader):
         self.seed = seed
         self.on_error = on_error
         self.progress = progress
+        mode_params = _mode_params(shuffle_mode, block_size=block_size, window=window, buffer_size=buffer_size)
         if shuffle_mode is not None or pipeline is not None:
             if not hasattr(dataset, "shard_sizes"):
                 raise TypeError("pipeline= and shuffle_mode= need a dataio ShardDataset (dataio.open_dataset)")
             if sampler is None and batch_sampler is None:
-                sampler = self._shard_sampler(dataset, shuffle, shuffle_mode, seed, generator, drop_last)
+                sampler = self._shard_sampler(dataset, shuffle, shuffle_mode, seed, generator, drop_last, mode_params)
                 shuffle = None
+            elif mode_params:
+                raise ValueError(f"{', '.join(mode_params)}= configure shuffle_mode's sampler, not a given sampler")
         super().__init__(
             dataset,
             batch_size=batch_size,
@@ -142,7 +167,13 @@ class DataLoader(torch.utils.data.DataLoader):
 
     @staticmethod
     def _shard_sampler(
-        dataset: Any, shuffle: bool | None, mode: str | None, seed: int | None, generator: Any, drop_last: bool
+        dataset: Any,
+        shuffle: bool | None,
+        mode: str | None,
+        seed: int | None,
+        generator: Any,
+        drop_last: bool,
+        mode_params: dict[str, int],
     ) -> Any:
         from dataio.sampling import DistributedShuffleSampler
 
@@ -152,7 +183,15 @@ class DataLoader(torch.utils.data.DataLoader):
             return DistributedShuffleSampler(
                 dataset, "global" if shuffle else "sequential", seed=seed, rank=0, world_size=1
             )
-        return DistributedShuffleSampler(dataset, mode, seed=seed, drop_last=drop_last)
+        return DistributedShuffleSampler(
+            dataset,
+            mode,
+            seed=seed,
+            drop_last=drop_last,
+            block_size=mode_params.get("block_size"),
+            window=mode_params.get("window"),
+            buffer_size=mode_params.get("buffer_size"),
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Resumable state (plain data): the sampler's position, epoch and seed.
@@ -183,15 +222,15 @@ class DataLoader(torch.utils.data.DataLoader):
         out: dict[str, Any] = stats.summary() if stats is not None else {}
         if self.pipeline is None and self._runtime.generic_run is not None:
             out.update(self._runtime.generic_run.summary())
-        io_stats = getattr(self.dataset, "io_stats", None)
-        io = io_stats() if callable(io_stats) else None
-        if io is not None:
-            out["io"] = io
-            if "verdict" in out:
-                out["verdict"] = verdict(out)  # again, now that it can weigh reads in flight and client CPU
-        cache_stats = getattr(getattr(self.dataset, "store", None), "stats", None)
-        if callable(cache_stats):
-            out["cache"] = cache_stats()
+        if isinstance(self.dataset, ShardDataset):
+            io = self.dataset.io_stats()
+            if io is not None:
+                out["io"] = io
+                if "verdict" in out:
+                    out["verdict"] = verdict(out)  # again, now that it can weigh reads in flight and client CPU
+            cache = self.dataset.cache_stats()
+            if cache is not None:
+                out["cache"] = cache
         return out
 
     @property
