@@ -46,7 +46,7 @@ _LAZY = {
     "PackError": "dataio.errors",
     "PackOptions": "dataio.pack",
     "RetryPolicy": "dataio.storage",
-    "SampleError": "dataio.loaders.fast",
+    "SampleError": "dataio.errors",
     "ShardDataset": "dataio.dataset",
     "VersionError": "dataio.errors",
     "dataset_info": "dataio.inspection",

@@ -13,6 +13,7 @@ __all__ = [
     "FormatError",
     "ManifestError",
     "PackError",
+    "SampleError",
     "UnsealedManifestWarning",
     "VersionError",
 ]
@@ -46,6 +47,10 @@ class ChecksumError(FormatError):
 
 class ClosedError(DataioError, RuntimeError):
     """A read of a dataset (or store) after its ``close()``; the message names the dataset."""
+
+
+class SampleError(DataioError, RuntimeError):
+    """A sample a loader could not decode; names the sample's index and key (and the stage that failed)."""
 
 
 class ManifestError(DataioError, ValueError):

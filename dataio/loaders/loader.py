@@ -277,7 +277,7 @@ class DataLoader(torch.utils.data.DataLoader):
 
             return DaliIterator(self)
         if self.pipeline is not None:
-            from dataio.loaders.fast import FastIterator
+            from dataio.loaders.fast.iterator import FastIterator
 
             return FastIterator(self)
         if self.num_workers > 0 and self.worker_mode == "thread":

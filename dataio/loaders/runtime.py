@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dataio.loaders.ring import BufferPool
+from dataio.loaders.fast.slots import BufferPool
+from dataio.loaders.fast.tuning import PipelineTuning
 from dataio.loaders.stats import PipelineStats
-from dataio.loaders.tuning import PipelineTuning
 
 __all__ = ["LoaderRuntime"]
 

@@ -69,6 +69,13 @@ class PipelineStats:
         self.queue_samples: dict[str, list[float]] = {}
         self.extra: dict[str, Any] = {}
         self.autotune: Callable[[], dict[str, Any]] | None = None  # the tuner's report, when there is one
+        self._lock = threading.Lock()
+
+    def add_skipped(self, n: int) -> None:
+        """``n`` more samples left out (``on_error="skip"``); safe from several threads."""
+        if n:
+            with self._lock:
+                self.skipped += n
 
     def sample_queue(self, name: str, size: int, capacity: int) -> None:
         samples = self.queue_samples.setdefault(name, [])

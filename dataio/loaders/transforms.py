@@ -23,12 +23,15 @@ import numpy as np
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MISSING_LABEL",
     "center_crop_box",
     "center_crop_offsets",
     "check_crop_ratio",
     "check_ratio",
     "check_scale",
     "horizontal_flip",
+    "label_of",
+    "normalization",
     "random_resized_crop_params",
     "resize_shorter_size",
     "sample_rng",
@@ -36,6 +39,26 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The label of a sample that has none (an unlabelled dataset, or a sample without a ``label`` field).
+MISSING_LABEL = -1
+
+
+def normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``Normalize(mean, std)`` of ``ToTensor()``'s ``x / 255`` as one multiply-add on uint8 pixels ``x``:
+    ``(scale, shift)`` with ``scale = 1 / (255 std)`` and ``shift = -mean / std`` per channel (every decoder,
+    the native kernel and the GPU normalisation use these same float32 values)."""
+    if len(mean) != len(std):
+        raise ValueError(f"mean and std differ in length: {len(mean)} vs {len(std)}")
+    m, sd = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    scale = np.float32(1.0) / (np.float32(255.0) * sd)  # float32 arithmetic throughout, as the batches are
+    shift = -m / sd
+    return tuple(float(x) for x in scale), tuple(float(x) for x in shift)
+
+
+def label_of(sample: dict[str, object]) -> int:
+    """A sample's label as an int, :data:`MISSING_LABEL` when it has none."""
+    label = sample.get("label")
+    return MISSING_LABEL if label is None else int(label)  # type: ignore[call-overload]
 
 Box = tuple[float, float, float, float]
 

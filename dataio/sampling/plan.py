@@ -34,6 +34,7 @@ __all__ = [
     "deal_global",
     "epoch_length",
     "global_order",
+    "in_order_of",
     "rank_indices",
     "remaining_length",
 ]
@@ -177,3 +178,36 @@ def all_rank_read_orders(config: ShuffleConfig, layout: ShardLayout, epoch: int,
     reads = [spec.read_order(layout, config.seed, epoch, world_size, r, **config.params) for r in range(world_size)]
     length = min(r.size for r in reads)
     return [r[:length] for r in reads]
+
+
+def _occurrence(a: np.ndarray) -> np.ndarray:
+    """For each element of ``a``, how many equal elements come before it (0 for a value's first occurrence)."""
+    order = np.argsort(a, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(a[order])) + 1] if a.size else np.zeros(0, np.int64)
+    counts = np.diff(np.r_[starts, a.size])
+    occurrence = np.empty(a.size, np.int64)
+    occurrence[order] = np.arange(a.size) - np.repeat(starts, counts)
+    return occurrence
+
+
+def _count_in(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """For each element of ``values``, how often it occurs in ``pool``."""
+    uniq, counts = np.unique(pool, return_counts=True)
+    if not uniq.size:
+        return np.zeros(values.size, np.int64)
+    at = np.minimum(np.searchsorted(uniq, values), uniq.size - 1)
+    return np.where(uniq[at] == values, counts[at], 0)
+
+
+def in_order_of(order: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The multiset ``wanted`` rearranged into the order its values take in ``order``.
+
+    A value's first ``k`` occurrences in ``order`` stand for its ``k`` copies in ``wanted``; copies ``order``
+    lacks (padding) follow at the end, in ``wanted``'s order. Used to read what is left of an epoch in a mode's
+    storage read order (``order``: the rank's full read order; ``wanted``: the remaining delivery order).
+    """
+    order = np.asarray(order, dtype=np.int64)
+    wanted = np.asarray(wanted, dtype=np.int64)
+    kept = order[_occurrence(order) < _count_in(order, wanted)]
+    extra = wanted[_occurrence(wanted) >= _count_in(wanted, order)]
+    return np.ascontiguousarray(np.concatenate([kept, extra]), dtype=np.int64)

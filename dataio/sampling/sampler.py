@@ -10,7 +10,7 @@ import numpy as np
 from dataio.sampling.distributed import resolve_rank_world
 from dataio.sampling.layout import ShardLayout, first_use_order
 from dataio.sampling.modes import get_mode, resolve_params
-from dataio.sampling.plan import ShuffleConfig, epoch_length, rank_indices, remaining_length
+from dataio.sampling.plan import ShuffleConfig, epoch_length, in_order_of, rank_indices, remaining_length
 from dataio.sampling.quality import ShuffleStats, shuffle_stats
 from dataio.sampling.state import STATE_KIND, check_state
 
@@ -147,11 +147,6 @@ class DistributedShuffleSampler:
     def _left(self, position: int) -> int:
         return remaining_length(self._config, self.num_samples, self._world_size, position)
 
-    @property
-    def num_remaining(self) -> int:
-        """Samples this rank still yields from :attr:`position` on."""
-        return self._left(self.position)
-
     def __len__(self) -> int:
         """Samples per rank in a full epoch (like torch's DistributedSampler, not the remainder)."""
         return epoch_length(self.num_samples, self._world_size, self._config.drop_last)
@@ -256,6 +251,20 @@ class DistributedShuffleSampler:
         """
         upcoming = self.epoch_indices() if indices is None else np.asarray(indices, dtype=np.int64)
         return first_use_order(self._layout.shard_of(upcoming), self._layout.num_shards)
+
+    def read_order(self, indices: np.ndarray) -> np.ndarray | None:
+        """``indices`` (what is left of this pass, as :meth:`begin_epoch` returned it) rearranged in the mode's
+        storage read order, or ``None`` when the mode reads in delivery order.
+
+        ``shard`` mode reads shard after shard and delivers through a shuffle buffer: reading in this order and
+        delivering through a buffer of ``buffer_size`` samples gives exactly the delivery order, with reads that
+        are sequential inside each shard.
+        """
+        spec = self._config.spec
+        if spec.read_order is None:
+            return None
+        full = spec.read_order(self._layout, self.seed, self._epoch, self._world_size, self._rank, **self.mode_params)
+        return in_order_of(full, np.asarray(indices, dtype=np.int64))
 
     def shard_order(self, indices: np.ndarray | None = None) -> np.ndarray:
         """Shard ids this rank will read from the current position on, in first-access order."""

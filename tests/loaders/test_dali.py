@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 import dataio
-from dataio.loaders.fast import SampleError
+from dataio.errors import SampleError
 from dataio.pack import PackOptions, pack
 from tests.helpers import assert_state_roundtrip
 

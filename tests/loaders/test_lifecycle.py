@@ -78,7 +78,7 @@ def test_an_abandoned_iterator_is_garbage_collected_and_frees_its_buffers(packed
     it = iter(loader)
     next(it)
     ref = weakref.ref(it)
-    state = it._st
+    state = it.control
     del it
     gc.collect()
     assert ref() is None  # no stage thread keeps the iterator alive
@@ -100,13 +100,13 @@ def test_next_after_the_end_keeps_raising_stop_iteration(packed: Path) -> None:
 def test_two_live_iterators_each_get_the_epoch_and_their_own_tuning(packed: Path) -> None:
     loader = _loader(packed)
     a, b = iter(loader), iter(loader)
-    assert a._st.tuning is not b._st.tuning
-    assert a._st.tuning.tuner is not None and b._st.tuning.tuner is None  # only the first one tunes
+    assert a.tuning is not b.tuning
+    assert a.tuning.tuner is not None and b.tuning.tuner is None  # only the first one tunes
     got_a = [labels for _, labels in a]
     got_b = [labels for _, labels in b]
     assert sum(map(len, got_a)) == sum(map(len, got_b)) == len(loader.dataset)
     c = iter(loader)  # both ended: the loader's tuning is free again
-    assert c._st.tuning is a._st.tuning
+    assert c.tuning is a.tuning
     c.close()
 
 
@@ -115,10 +115,10 @@ def test_a_second_live_iterator_leaves_the_kernels_threads_to_the_first(packed: 
     loader = _loader(packed, pipeline=dataio.ImagePipeline(train=True, size=32, native=True))
     a = iter(loader)
     next(a)
-    a._st.tuning.decode_threads = 3  # as the tuner of the first iterator might set it
-    a._st.decoder.set_threads(3)
+    a.tuning.decode_threads = 3  # as the tuner of the first iterator might set it
+    a.decoder.set_threads(3)
     b = iter(loader)  # a private fixed copy of the settings (3 threads)...
-    b._st.tuning.decode_threads = 1  # ...whatever it holds, it must not move the shared kernel
+    b.tuning.decode_threads = 1  # ...whatever it holds, it must not move the shared kernel
     for _ in b:
         pass
     assert loader.runtime.image_kernel(1).threads == 3
