@@ -29,7 +29,8 @@ from common import RESULTS, machine, markdown_table
 from shuffle_stats import SAMPLE_BYTES, SHARD_SAMPLES, packed_synth
 
 from dataio.cache import CachedStore, simulate, simulate_misses
-from dataio.dataset import ShardDataset, load_manifest
+from dataio.dataset import ShardDataset
+from dataio.manifest_file import load_manifest
 from dataio.sampling import DistributedShuffleSampler, ShardLayout
 from dataio.storage import LocalStore
 

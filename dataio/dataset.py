@@ -17,13 +17,12 @@ import numpy as np
 import torch.utils.data
 
 from dataio._forksafe import on_fork_child
-from dataio.errors import ManifestError
-from dataio.format import manifest as manifest_format
-from dataio.format.manifest import MANIFEST_NAME, Manifest
+from dataio.format.manifest import Manifest
 from dataio.format.shard import FOOTER_SIZE, ShardIndex, iter_records, parse_index
 from dataio.gate import ReadGate
 from dataio.healing import checked_record
 from dataio.index_file import label_column, parquet_table
+from dataio.manifest_file import load_manifest
 from dataio.storage import RangeReader, RetryPolicy, Store, open_store
 from dataio.units import parse_size
 
@@ -330,22 +329,6 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return f"ShardDataset({self.root!r}, samples={len(self)}, shards={len(self.shard_sizes)})"
-
-
-def load_manifest(store: Store) -> Manifest:
-    """Reads and validates ``manifest.json`` of the dataset in ``store`` (its size is checked before it is read)."""
-    try:
-        data = store.read_limited(MANIFEST_NAME, manifest_format.MAX_MANIFEST_BYTES)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{store.url(MANIFEST_NAME)}: no manifest; not a dataio dataset, or its pack has not finished"
-        ) from None
-    if data is None:
-        raise ManifestError(
-            f"{store.url(MANIFEST_NAME)}: more than {manifest_format.MAX_MANIFEST_BYTES} bytes, more than a manifest "
-            "may hold; not a dataio manifest, or a damaged one"
-        )
-    return Manifest.loads(data, store.url(MANIFEST_NAME))
 
 
 def open_dataset(

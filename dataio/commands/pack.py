@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     )
     classes = None
     if args.classes_from:
-        from dataio.dataset import load_manifest
+        from dataio.manifest_file import load_manifest
         from dataio.storage import open_store
 
         classes = load_manifest(open_store(args.classes_from, storage_options(args))).classes

@@ -293,7 +293,8 @@ def test_cached_names_carry_the_checksum(packed: Path, tmp_path: Path) -> None:
 
 
 def test_dataset_prefetch_reads_indexes_without_downloading_every_shard(packed: Path, tmp_path: Path) -> None:
-    from dataio.dataset import ShardDataset, load_manifest
+    from dataio.dataset import ShardDataset
+    from dataio.manifest_file import load_manifest
 
     remote = CountingStore(str(packed))
     manifest = load_manifest(remote)
