@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import dataio
-from dataio.loaders.dali_feed import sample_window
+from dataio.loaders.dali.feed import sample_window
 from dataio.loaders.transforms import sample_rng
 
 __all__ = ["ShardSource", "dali_folder_rate", "dali_parallel_source_rate"]

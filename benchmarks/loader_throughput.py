@@ -36,7 +36,7 @@ from loader_parts import FolderDataset, single_thread_cpu, single_thread_rate, t
 
 import dataio
 from dataio.loaders import native
-from dataio.loaders.dali_pipeline import dali_available
+from dataio.loaders.dali.pipeline import dali_available
 from dataio.pack import PackOptions, pack
 
 

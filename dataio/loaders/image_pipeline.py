@@ -57,7 +57,7 @@ class ImagePipeline:
         size: Output side in pixels (images are ``3 × size × size``).
         backend: ``"cpu"`` (simplejpeg + torch's SIMD resize, in the loader's threads), ``"dali"`` (NVIDIA
             DALI: decode on the GPU with ``"mixed"`` when CUDA is available, else on DALI's CPU threads; see
-            :mod:`dataio.loaders.dali_pipeline`) or ``"auto"``: DALI on the GPU when both a GPU and DALI are
+            :mod:`dataio.loaders.dali.pipeline`) or ``"auto"``: DALI on the GPU when both a GPU and DALI are
             present, else ``"cpu"``. Stored resolved. Per-sample calls (``pipeline(sample)``, ``process``)
             always run the CPU implementation of the same transform; the DataLoader batches through DALI.
         scale: RandomResizedCrop's range of the crop area as a fraction of the image area.
@@ -279,7 +279,7 @@ class ImagePipeline:
 
 
 def _resolve_backend(backend: str) -> str:
-    from dataio.loaders.dali_pipeline import dali_available, import_dali
+    from dataio.loaders.dali.pipeline import dali_available, import_dali
 
     if backend == "dali":
         import_dali()  # fails now, with the install hint, rather than in the loader

@@ -8,13 +8,13 @@ changes is how batches are produced:
 - ``num_workers=0``: torch's own single-process iterator (identical behaviour).
 - ``worker_mode="process"`` (the default without ``pipeline=``): torch's own worker processes, exactly
   (map-style and iterable datasets; seeding, worker info, persistent workers, timeouts, errors, pin thread).
-- ``worker_mode="thread"``: ``num_workers`` threads with the same contracts (:mod:`dataio.loaders.threaded`):
+- ``worker_mode="thread"``: ``num_workers`` threads with the same contracts (:mod:`dataio.loaders.generic.threaded`):
   better for IO-bound datasets, worse for GIL-bound ``__getitem__``.
-- Both get dataio's extras (:mod:`dataio.loaders.generic`): ``stats()``, ``state_dict()`` resume of dataio
+- Both get dataio's extras (:mod:`dataio.loaders.generic.epoch`): ``stats()``, ``state_dict()`` resume of dataio
   samplers after the last delivered batch, ``device=``, ``progress=``, ``shuffle_mode=`` samplers.
 - a :class:`~dataio.ShardDataset` with ``pipeline=`` (e.g. :class:`~dataio.ImagePipeline`): the fast path
   (:mod:`dataio.loaders.fast`, always threads), autotuned online (:mod:`dataio.loaders.autotune`); with
-  ``ImagePipeline(backend="dali")``, NVIDIA DALI decodes (:mod:`dataio.loaders.dali_iterator`).
+  ``ImagePipeline(backend="dali")``, NVIDIA DALI decodes (:mod:`dataio.loaders.dali.iterator`).
 
 Design notes and the table of torch's behaviour vs dataio's: ``docs/loader.md``.
 """
@@ -28,10 +28,10 @@ import torch.utils.data
 
 from dataio.dataset import ShardDataset
 from dataio.loaders.autotune import AutotuneConfig
-from dataio.loaders.generic import GenericEpoch, GenericRun
+from dataio.loaders.generic.epoch import GenericEpoch, GenericRun
+from dataio.loaders.generic.threaded import ThreadedIterator
 from dataio.loaders.runtime import LoaderRuntime
 from dataio.loaders.stats import verdict
-from dataio.loaders.threaded import ThreadedIterator
 
 __all__ = ["DataLoader"]
 
@@ -273,7 +273,7 @@ class DataLoader(torch.utils.data.DataLoader):
 
     def _get_iterator(self) -> Iterable[Any]:
         if getattr(self.pipeline, "backend", None) == "dali":
-            from dataio.loaders.dali_iterator import DaliIterator
+            from dataio.loaders.dali.iterator import DaliIterator
 
             return DaliIterator(self)
         if self.pipeline is not None:

@@ -83,10 +83,10 @@ class LoaderRuntime:
 
     @property
     def dali(self) -> Any:
-        """The loader's DALI pipelines (:class:`~dataio.loaders.dali_iterator.DaliState`)."""
+        """The loader's DALI pipelines (:class:`~dataio.loaders.dali.iterator.DaliState`)."""
         with self._lock:
             if self._dali is None:
-                from dataio.loaders.dali_iterator import DaliState
+                from dataio.loaders.dali.iterator import DaliState
 
                 self._dali = DaliState()
             return self._dali

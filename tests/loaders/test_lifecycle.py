@@ -14,7 +14,7 @@ import pytest
 
 import dataio
 from dataio.loaders import native
-from dataio.loaders.dali_pipeline import dali_available
+from dataio.loaders.dali.pipeline import dali_available
 
 
 def _native_threads() -> int:

@@ -67,7 +67,7 @@ def test_without_the_base_iterator_import_works_and_use_fails_by_name(monkeypatc
         compat = importlib.reload(torch_compat)
         assert "torch.utils.data.dataloader._BaseDataLoaderIter" in compat.missing()
 
-        class Iterator(compat.BaseDataLoaderIter):  # what dataio.loaders.threaded does at import
+        class Iterator(compat.BaseDataLoaderIter):  # what dataio.loaders.generic.threaded does at import
             pass
 
         with pytest.raises(compat.TorchCompatError, match=r"has no torch\.utils\.data\.dataloader\._BaseDataLoader"):

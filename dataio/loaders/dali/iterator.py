@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from dataio.errors import SampleError
-from dataio.loaders.dali_feed import Failure, FedBatch, Feeder
-from dataio.loaders.dali_pipeline import build_pipeline
+from dataio.loaders.dali.feed import Failure, FedBatch, Feeder
+from dataio.loaders.dali.pipeline import build_pipeline
 from dataio.loaders.epoch import plan_epoch
 from dataio.loaders.stats import PipelineStats
 from dataio.loaders.transforms import sample_rng

@@ -12,7 +12,7 @@ multiprocessing iterator, dispatch included:
 - each worker thread works on its own shallow copy of the dataset (``copy.copy``: attributes such as the
   ``start``/``end`` a ``worker_init_fn`` sets for sharding are per worker, as in a worker process, while
   what they refer to, e.g. open readers and caches, is shared); ``get_worker_info()`` answers per thread with
-  that copy and torch's seeds (:mod:`dataio.loaders.worker_info`), and ``worker_init_fn(id)`` runs once per
+  that copy and torch's seeds (:mod:`dataio.loaders.generic.worker_info`), and ``worker_init_fn(id)`` runs once per
   worker thread;
 - an exception of a sample is re-raised in the consumer (the same exception object, its traceback through
   ``__getitem__`` included, plus a note naming the worker) and the epoch goes on with the next batch;
@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dataio.loaders import worker_info
+from dataio.loaders.generic import worker_info
 from dataio.loaders.torch_compat import BaseDataLoaderIter, DatasetKind, pin_memory
 
 __all__ = ["ThreadedIterator"]

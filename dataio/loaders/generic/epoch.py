@@ -1,7 +1,7 @@
 """Epochs of datasets that are not served by the fast path, with dataio's extras on top of the batches.
 
 The batches come from torch's own iterators (``num_workers=0``; ``worker_mode="process"``: torch's worker
-processes, exactly) or from :class:`~dataio.loaders.threaded.ThreadedIterator` (``worker_mode="thread"``).
+processes, exactly) or from :class:`~dataio.loaders.generic.threaded.ThreadedIterator` (``worker_mode="thread"``).
 :class:`GenericEpoch` wraps that iterator and adds, per delivered batch:
 
 - counters for ``loader.stats()`` (batches, samples, the time the training loop waited for data);
