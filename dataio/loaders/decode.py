@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dataio.errors import DataioError
-from dataio.loaders.jpeg_check import ENTROPY_ENDED_EARLY, refusal
+from dataio.loaders.jpeg_check import entropy_ended_early, refusal
 
 try:
     import simplejpeg
@@ -210,7 +210,7 @@ def _decode(data: Any, header: ImageHeader, k: int) -> tuple[np.ndarray, float, 
                 return pixels, fx, fy
             return simplejpeg.decode_jpeg(data, colorspace="RGB"), 1.0, 1.0
         except ValueError as exc:
-            if ENTROPY_ENDED_EARLY in str(exc):  # PIL would fill the rest with grey: refused, as the kernel does
+            if entropy_ended_early(str(exc)):  # PIL would fill the rest with grey: refused, as the kernel does
                 raise DecodeError(f"cannot decode the image: its entropy-coded data ends early ({exc})") from exc
             turbo_error: ValueError | None = exc  # strict libjpeg-turbo; PIL tolerates recoverable warnings
     else:

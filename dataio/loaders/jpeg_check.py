@@ -8,8 +8,8 @@ The native kernel (``native/jpeg_end.c``, ``native/jpeg_window.c``) and the Pyth
 - a JPEG whose bytes end before the EOI marker that follows its last scan (a cut file): refused from the
   structure alone (:func:`jpeg_end`), even when ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is set;
 - a JPEG whose entropy-coded data ends early (libjpeg's "premature end of data segment": e.g. a header declaring
-  more pixels than the data holds): refused when libjpeg-turbo reports it (:data:`ENTROPY_ENDED_EARLY`), which
-  PIL would otherwise paper over with grey.
+  more pixels than the data holds): refused when it is the first damage libjpeg-turbo reports
+  (:func:`entropy_ended_early`), which PIL would otherwise paper over with grey.
 
 :func:`jpeg_end` is the Python twin of ``dw_jpeg_end`` (``dataio._native.jpeg_end``); tests check that both give
 the same answer on every cut of real JPEGs and on fuzzed bytes.
@@ -26,13 +26,16 @@ __all__ = [
     "NOT_JPEG",
     "NO_SCAN",
     "TRUNCATED",
+    "entropy_ended_early",
     "jpeg_end",
     "refusal",
 ]
 
 MAX_PIXELS = 178_956_970  # = dataio._native.MAX_PIXELS (DW_MAX_PIXELS): PIL's bomb limit, 2 x MAX_IMAGE_PIXELS
 NOT_JPEG, TRUNCATED, NO_SCAN, BAD_LENGTH = -1, -2, -3, -4  # jpeg_end's answers (DW_END_* in native/jpeg_end.h)
-ENTROPY_ENDED_EARLY = "premature end of data segment"  # libjpeg's JWRN_HIT_MARKER, as libjpeg-turbo words it
+#: libjpeg-turbo's words (lower case) for entropy-coded data that ends before the image does: a marker where data
+#: should be (JWRN_HIT_MARKER), or EOI where a restart marker should be (JWRN_MUST_RESYNC with 0xd9)
+ENTROPY_ENDED_EARLY = ("premature end of data segment", "found marker 0xd9 instead of rst")
 
 _SOI, _EOI, _SOS, _TEM, _RST0, _RST7 = 0xD8, 0xD9, 0xDA, 0x01, 0xD0, 0xD7
 _WHY = {
@@ -99,3 +102,9 @@ def refusal(data: Any, width: int, height: int) -> str | None:
         if end < 0:
             return f"{_WHY[end]} (JPEG of {width}x{height} declared, {len(data)} bytes)"
     return None
+
+
+def entropy_ended_early(message: str) -> bool:
+    """Whether libjpeg-turbo's warning ``message`` says the entropy-coded data ended before the image did."""
+    text = message.lower()
+    return any(words in text for words in ENTROPY_ENDED_EARLY)
