@@ -10,6 +10,7 @@ file declaring 13377 x 13377 must be refused without a large allocation. scripts
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import subprocess
 import sys
@@ -18,14 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import dataio
 from dataio.loaders import native
 from dataio.loaders.decode import DecodeError, decode_crop_resize, read_header
+from dataio.loaders.fast import SampleError
 from dataio.loaders.jpeg_check import MAX_PIXELS, TRUNCATED, jpeg_end
 from dataio.loaders.transforms import center_crop_box
+from dataio.pack import PackOptions, pack
 
 pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="dataio._native is not built")
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +218,42 @@ def test_bombs_are_refused_without_a_large_memory_allocation(variants: dict[str,
     assert all("ends early" in line for line in lines if line.startswith("ends-early")), run.stdout
     assert all("20000x20000" in line and "limit" in line for line in lines if line.startswith("over-limit"))
     assert float(lines[-1].split()[1]) < 300, run.stdout
+
+
+def _damage_for_pack(files: list[Path]) -> list[str]:
+    """Damages three images in ways pack's header/trailer check lets through; returns their names."""
+    data = files[2].read_bytes()
+    files[2].write_bytes(data[: len(data) * 2 // 3] + b"\xff\xd9")  # entropy data that ends early
+    small = Image.open(files[9]).convert("RGB").resize((64, 48))
+    data = _encode(small, quality=90, comment=b"\xff\xd9")  # a comment holding FF D9 near the end
+    files[9].write_bytes(data[: len(data) * 3 // 5])  # cut: the top rows still decode
+    files[17].write_bytes(_corrupt(files[17].read_bytes(), 0.9, 3))  # corrupt near the end
+    return [files[i].name for i in (2, 9, 17)]
+
+
+def test_the_loader_delivers_the_same_samples_native_and_python(synth_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(synth_dir, src)
+    names = _damage_for_pack(sorted(src.rglob("*.JPEG")))
+    pack(src, tmp_path / "ds", PackOptions(shard_size=400_000))
+    ds = dataio.open_dataset(tmp_path / "ds")
+
+    def epochs(use_native: bool, on_error: str) -> list[tuple[list[torch.Tensor], list[list[int]], int]]:
+        pipe = dataio.ImagePipeline(train=True, size=32, native=use_native)
+        loader = dataio.DataLoader(ds, batch_size=4, pipeline=pipe, num_workers=2, on_error=on_error, seed=5)
+        got = []
+        for epoch in range(3):  # other crops each epoch
+            loader.set_epoch(epoch)
+            batches = list(loader)
+            got.append(([b[0] for b in batches], [b[1].tolist() for b in batches], loader.stats()["skipped"]))
+        return got
+
+    with_native, without = epochs(True, "skip"), epochs(False, "skip")
+    for (a_img, a_lab, a_skip), (b_img, b_lab, b_skip) in zip(with_native, without, strict=True):
+        assert a_lab == b_lab and a_skip == b_skip, (a_lab, b_lab, a_skip, b_skip)
+        assert all(torch.allclose(x, y, atol=0.05) for x, y in zip(a_img, b_img, strict=True))  # pixels within ±2
+    assert with_native[0][1] == with_native[1][1] == with_native[2][1]  # the same samples, whatever the crops
+    assert 2 <= with_native[0][2] <= 3  # the cut and the early-ending files at least
+    for use_native in (True, False):
+        with pytest.raises(SampleError, match="|".join(names)):
+            epochs(use_native, "raise")
