@@ -211,7 +211,8 @@ def _decode(data: Any, header: ImageHeader, k: int) -> tuple[np.ndarray, float, 
             return simplejpeg.decode_jpeg(data, colorspace="RGB"), 1.0, 1.0
         except ValueError as exc:
             if entropy_ended_early(str(exc)):  # PIL would fill the rest with grey: refused, as the kernel does
-                raise DecodeError(f"cannot decode the image: its entropy-coded data ends early ({exc})") from exc
+                why = f"its entropy-coded data ends before the {header.width}x{header.height} image does ({exc})"
+                raise DecodeError(f"cannot decode the image: {why}") from exc
             turbo_error: ValueError | None = exc  # strict libjpeg-turbo; PIL tolerates recoverable warnings
     else:
         turbo_error = None

@@ -215,7 +215,7 @@ def test_bombs_are_refused_without_a_large_memory_allocation(variants: dict[str,
     assert len(lines) == 13 and not any("DELIVERED" in line for line in lines), run.stdout
     assert all("13377x13377" in line for line in lines if line.startswith("truncated")), run.stdout
     assert all("truncated" in line.split("refused:")[1] for line in lines if line.startswith("truncated"))
-    assert all("ends early" in line for line in lines if line.startswith("ends-early")), run.stdout
+    assert all("ends before the 13377x13377" in line for line in lines if line.startswith("ends-early")), run.stdout
     assert all("20000x20000" in line and "limit" in line for line in lines if line.startswith("over-limit"))
     assert float(lines[-1].split()[1]) < 300, run.stdout
 
