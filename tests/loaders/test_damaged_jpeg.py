@@ -32,7 +32,7 @@ from dataio.loaders.jpeg_check import MAX_PIXELS, TRUNCATED, jpeg_end
 from dataio.loaders.transforms import center_crop_box
 from dataio.pack import PackOptions, pack
 
-pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="dataio._native is not built")
+needs_native = pytest.mark.skipif(not native.AVAILABLE, reason="dataio._native is not built")
 ROOT = Path(__file__).resolve().parents[2]
 FLAVOURS = ["baseline-420", "444", "progressive", "restart-markers", "grayscale", "exif-thumbnail"]
 
@@ -117,6 +117,7 @@ def _damaged(data: bytes) -> dict[str, bytes]:
     return out
 
 
+@needs_native
 def test_structure_check_agrees_with_its_twin_on_every_cut(variants: dict[str, bytes]) -> None:
     m = native.require()
     for name, data in variants.items():
@@ -129,6 +130,7 @@ def test_structure_check_agrees_with_its_twin_on_every_cut(variants: dict[str, b
         assert m.jpeg_end(data + b"trailing \xff\xd9 garbage") == len(data)  # ends at the first EOI after a scan
 
 
+@needs_native
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_structure_check_agrees_with_its_twin_on_fuzzed_bytes(variants: dict[str, bytes], data: st.DataObject) -> None:
@@ -141,6 +143,7 @@ def test_structure_check_agrees_with_its_twin_on_fuzzed_bytes(variants: dict[str
     assert native.require().jpeg_end(blob) == jpeg_end(blob)
 
 
+@needs_native
 @pytest.mark.parametrize("name", FLAVOURS)
 def test_damaged_jpegs_get_one_verdict_on_every_path_and_crop(variants: dict[str, bytes], name: str) -> None:
     data = variants[name]
@@ -160,6 +163,7 @@ def test_damaged_jpegs_get_one_verdict_on_every_path_and_crop(variants: dict[str
     assert all(v == "error" for what, v in verdicts.items() if what.startswith("cut-")), verdicts
 
 
+@needs_native
 def test_the_kernel_refuses_damage_below_its_crop(variants: dict[str, bytes]) -> None:
     data = variants["baseline-420"]
     w = read_header(data).width
@@ -171,8 +175,30 @@ def test_the_kernel_refuses_damage_below_its_crop(variants: dict[str, bytes]) ->
     assert native.require().decode_into(data, (0, 0, w, 8), False, out, True) is None
 
 
+@needs_native
 def test_max_pixels_is_the_kernels() -> None:
     assert MAX_PIXELS == native.module().MAX_PIXELS
+
+
+def test_the_python_path_refuses_damage_whatever_pil_allows(
+    variants: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import ImageFile
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # PIL would now decode cut files, grey-filled
+    for name, data in variants.items():
+        w, h = read_header(data).width, read_header(data).height
+        assert jpeg_end(data) == len(data), name
+        for cut in np.linspace(len(data) // 4, len(data) - 1, 24).astype(int):
+            assert jpeg_end(data[:cut]) == TRUNCATED, (name, cut)
+            with pytest.raises(DecodeError, match=f"truncated.*{w}x{h}"):
+                decode_crop_resize(data[:cut], (0, 0, w, h), (16, 16))
+            if name != "progressive" and cut < len(data) - 64:  # (a cut progressive file can hold whole scans)
+                with pytest.raises(DecodeError, match=f"ends before the {w}x{h} image"):
+                    decode_crop_resize(data[:cut] + b"\xff\xd9", (0, 0, w, h), (16, 16))
+    with pytest.raises(DecodeError, match="20000x20000 = 400000000 pixels, over the decode limit"):
+        decode_crop_resize(with_size(variants["444"], 20000, 20000), (0, 0, 8, 8), (8, 8))
 
 
 def test_bombs_are_refused_without_a_large_memory_allocation(variants: dict[str, bytes], tmp_path: Path) -> None:
@@ -186,6 +212,7 @@ def test_bombs_are_refused_without_a_large_memory_allocation(variants: dict[str,
     assert len(cases["truncated"]) < 2000
     for name, blob in cases.items():
         (tmp_path / name).write_bytes(blob)
+    natives = (True, False) if native.AVAILABLE else (False,)
     # PIL's own guards off, as training scripts often set them: they must not be what refuses these files
     script = textwrap.dedent(f"""
         import resource, sys
@@ -196,7 +223,8 @@ def test_bombs_are_refused_without_a_large_memory_allocation(variants: dict[str,
         from dataio.loaders.transforms import sample_rng
         Image.MAX_IMAGE_PIXELS = None
         ImageFile.LOAD_TRUNCATED_IMAGES = True
-        pipes = [dataio.ImagePipeline(train=t, size=224, native=n) for t in (True, False) for n in (True, False)]
+        natives = {natives!r}
+        pipes = [dataio.ImagePipeline(train=t, size=224, native=n) for t in (True, False) for n in natives]
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for name in ("truncated", "ends-early", "over-limit"):
             blob = open({str(tmp_path)!r} + "/" + name, "rb").read()
@@ -212,7 +240,7 @@ def test_bombs_are_refused_without_a_large_memory_allocation(variants: dict[str,
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert len(lines) == 13 and not any("DELIVERED" in line for line in lines), run.stdout
+    assert len(lines) == 1 + 3 * 2 * len(natives) and not any("DELIVERED" in line for line in lines), run.stdout
     assert all("13377x13377" in line for line in lines if line.startswith("truncated")), run.stdout
     assert all("truncated" in line.split("refused:")[1] for line in lines if line.startswith("truncated"))
     assert all("ends before the 13377x13377" in line for line in lines if line.startswith("ends-early")), run.stdout
@@ -231,6 +259,7 @@ def _damage_for_pack(files: list[Path]) -> list[str]:
     return [files[i].name for i in (2, 9, 17)]
 
 
+@needs_native
 def test_the_loader_delivers_the_same_samples_native_and_python(synth_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "src"
     shutil.copytree(synth_dir, src)
