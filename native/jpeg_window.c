@@ -13,7 +13,7 @@
  * Only the needed columns (jpeg_crop_scanline, widened by one iMCU so chroma upsampling at the cut sees its
  * neighbours) and rows (jpeg_skip_scanlines, then read up to the last needed row) are decoded to pixels.
  *
- * The verdict is the crop's no matter which crop: bytes that end before EOI are refused before decoding
+ * The verdict does not depend on the crop: bytes that end before EOI are refused before decoding
  * (dw_jpeg_end), and the rows below the crop are entropy-decoded too (jpeg_skip_scanlines: Huffman decoding
  * only, no IDCT or colour conversion) up to jpeg_finish_decompress, so corrupt data anywhere in the file ends the
  * image with its libjpeg message, as it does for PIL and simplejpeg, which decode every row.
