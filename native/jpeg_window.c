@@ -11,12 +11,18 @@
  *   - resampling is Pillow's ImagingResample for 8-bit images: separable, horizontal pass first, fixed-point
  *     coefficients of 22 bits, each pass rounded to uint8.
  * Only the needed columns (jpeg_crop_scanline, widened by one iMCU so chroma upsampling at the cut sees its
- * neighbours) and rows (jpeg_skip_scanlines, then read up to the last needed row) are decoded.
+ * neighbours) and rows (jpeg_skip_scanlines, then read up to the last needed row) are decoded to pixels.
+ *
+ * The verdict does not depend on the crop: bytes that end before EOI are refused before decoding
+ * (dw_jpeg_end), and the rows below the crop are entropy-decoded too (jpeg_skip_scanlines: Huffman decoding
+ * only, no IDCT or colour conversion) up to jpeg_finish_decompress, so corrupt data anywhere in the file ends the
+ * image with its libjpeg message, as it does for PIL and simplejpeg, which decode every row.
  *
  * Every size taken from the file is bounded before memory is allocated; libjpeg's own allocations are capped
  * (max_memory_to_use); libjpeg errors and warnings end the image with a message, never the process.
  */
 #include "jpeg_window.h"
+#include "jpeg_end.h"
 
 #include <math.h>
 #include <setjmp.h>
@@ -456,15 +462,29 @@ static void resample_v(const uint8_t *tmp, int rows, int tmp_y0, const Coeffs *c
     resample_v_portable(tmp, rows, tmp_y0, c, task, acc);
 }
 
+/* DW_ERR_JPEG with a message unless the bytes run from SOI to an EOI after a scan (see jpeg_end.h). */
+static int check_complete(const uint8_t *data, size_t len, char *msg) {
+    const long long end = dw_jpeg_end(data, len);
+    if (end >= 0) return DW_OK;
+    snprintf(msg, DW_MSG_LEN, "%s",
+             end == DW_END_NOT_JPEG    ? "not a JPEG (no SOI marker)"
+             : end == DW_END_NO_SCAN   ? "no image data (EOI before any scan)"
+             : end == DW_END_BAD_LENGTH ? "corrupt marker segment (length under 2)"
+                                        : "truncated: the data ends before the EOI marker");
+    return DW_ERR_JPEG;
+}
+
 int dw_process(DecodeCtx *ctx, const uint8_t *data, size_t len, const DwTask *task, char *msg) {
     struct jpeg_decompress_struct *cinfo = &ctx->cinfo;
     msg[0] = '\0';
     ctx->err.msg = msg;
+    int status = check_complete(data, len, msg);
+    if (status != DW_OK) return status;
     if (setjmp(ctx->err.jump)) {
         jpeg_abort_decompress(cinfo);
         return DW_ERR_JPEG;
     }
-    int status = read_header(ctx, data, len, msg);
+    status = read_header(ctx, data, len, msg);
     if (status != DW_OK) goto done;
     const int width = (int)cinfo->image_width, height = (int)cinfo->image_height;
     J_COLOR_SPACE cs = cinfo->jpeg_color_space;
@@ -510,7 +530,7 @@ int dw_process(DecodeCtx *ctx, const uint8_t *data, size_t len, const DwTask *ta
     const int rows = ry1 - ry0;
     const size_t tmp_bytes = (size_t)rows * task->out_w * 3, acc_bytes = (size_t)task->out_w * sizeof(int32_t);
     if (cinfo->output_components != 4 || (int)xoff > cx0 || (int)(xoff + cw) < cx1 ||
-        reserve((void **)&ctx->win, &ctx->win_cap, stride * (size_t)rows) ||
+        reserve((void **)&ctx->win, &ctx->win_cap, stride * ((size_t)rows + 1)) || /* + a row: see below */
         reserve((void **)&ctx->tmp, &ctx->tmp_cap, tmp_bytes) || reserve((void **)&ctx->acc, &ctx->acc_cap, acc_bytes)) {
         snprintf(msg, DW_MSG_LEN, "cannot set up the decode window (%d rows x %zu bytes)", rows, stride);
         status = DW_ERR_NOMEM;
@@ -528,6 +548,18 @@ int dw_process(DecodeCtx *ctx, const uint8_t *data, size_t len, const DwTask *ta
             goto done;
         }
     }
+    /* The rest of the entropy data, for a crop-independent verdict (libjpeg warnings and errors longjmp). Skipping
+     * to the very bottom would not decode (libjpeg-turbo then just marks the input finished): skip to the last row
+     * and read it into the spare row after the window, then read on to EOI. */
+    const int left = oh - (int)cinfo->output_scanline;
+    if (left > 1) jpeg_skip_scanlines(cinfo, (JDIMENSION)(left - 1));
+    JSAMPROW spare = ctx->win + (size_t)rows * stride;
+    if (left > 0 && jpeg_read_scanlines(cinfo, &spare, 1) != 1) {
+        snprintf(msg, DW_MSG_LEN, "libjpeg returned no scanline at row %u", cinfo->output_scanline);
+        status = DW_ERR_JPEG;
+        goto done;
+    }
+    jpeg_finish_decompress(cinfo);
     resample_h(ctx->win, stride, rows, r.x0 - (int)xoff, &ctx->cx, task->out_w, task->flip, ctx->tmp);
     resample_v(ctx->tmp, rows, r.y0 - ry0, &ctx->cy, task, ctx->acc);
 done:

@@ -10,10 +10,12 @@
 #include <stdint.h>
 
 /* Status of one image. Anything but DW_OK sends the sample to the Python path (which decodes what PIL can
- * and otherwise raises the error that names the sample). */
+ * and otherwise raises the error that names the sample). The verdict does not depend on the crop: a file whose
+ * bytes end before EOI is refused before decoding (dw_jpeg_end), and every image is entropy-decoded to its end
+ * (rows below the crop skipped, not converted), so a libjpeg warning or error anywhere refuses it. */
 enum {
     DW_OK = 0,
-    DW_ERR_JPEG = 1,        /* libjpeg error or warning (corrupt, truncated, not a JPEG) */
+    DW_ERR_JPEG = 1,        /* libjpeg error or warning anywhere in the file (corrupt, truncated, not a JPEG) */
     DW_ERR_UNSUPPORTED = 2, /* a colour space this kernel does not convert (CMYK, YCCK) */
     DW_ERR_BOX = 3,         /* crop box empty or outside the image */
     DW_ERR_TOO_LARGE = 4,   /* header dimensions over the pixel bound: refused before any allocation */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jpeg_end.h"
 #include "jpeg_window.h"
 #include "kernel.h"
 #include "pool.h"
@@ -484,6 +485,14 @@ finally:
     return result;
 }
 
+static PyObject *jpeg_end(PyObject *module, PyObject *arg) { /* dw_jpeg_end, for the Python twin's tests */
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_SIMPLE) < 0) return NULL;
+    long long end = dw_jpeg_end(v.buf, (size_t)v.len);
+    PyBuffer_Release(&v);
+    return PyLong_FromLongLong(end);
+}
+
 static PyObject *simd(PyObject *module, PyObject *args) {
     PyObject *enabled = Py_None;
     if (!PyArg_ParseTuple(args, "|O", &enabled)) return NULL;
@@ -502,6 +511,9 @@ static PyMethodDef module_functions[] = {
      "crop_windows(sizes, indices, seed, epoch, train, size, scale, ratio, crop_ratio, boxes, flips)\n\n"
      "For sample i of size sizes[i] = (width, height) and dataset index indices[i]: boxes[i] and flips[i] exactly\n"
      "as ImagePipeline.window(header, sample_rng(seed, epoch, indices[i])) gives them. One call, GIL released."},
+    {"jpeg_end", jpeg_end, METH_O,
+     "jpeg_end(data) -> int: offset just past the EOI ending the JPEG's structure, or < 0 (-1 no SOI, -2 truncated,\n"
+     "-3 EOI before any scan, -4 a bad segment length). No decoding; the kernel refuses an image when it is < 0."},
     {"jpeg_headers", jpeg_headers, METH_VARARGS,
      "jpeg_headers(data, out): for each JPEG in data, out[i] = (width, height, libjpeg colour space, status);\n"
      "status 0 when the header parsed. One call, GIL released."},

@@ -12,6 +12,11 @@ array returned is then a view of it, so that copying it into a CHW batch is a pl
 Anything else (PNG, CMYK/YCCK JPEG, JPEGs libjpeg-turbo rejects but PIL reads, grayscale in any format) goes
 through ``PIL.Image.open(...).convert("RGB")`` first, as torchvision's loader does, then the same resize.
 
+Damaged and oversized images get the native kernel's verdict, whatever the crop (:mod:`dataio.loaders.jpeg_check`):
+before decoding, a header over the pixel limit and a JPEG cut before its EOI are refused; a JPEG whose
+entropy-coded data ends early (libjpeg-turbo's "premature end of data segment") is refused rather than handed to
+PIL, which would fill the missing rows with grey. Other damage libjpeg only warns about decodes the way PIL does.
+
 Two crop semantics, matching the two torchvision pipelines:
 
 - ``crop_first=True`` (``RandomResizedCrop``: crop, then resize the crop): only pixels inside the box
@@ -34,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dataio.errors import DataioError
+from dataio.loaders.jpeg_check import entropy_ended_early, refusal
 
 try:
     import simplejpeg
@@ -184,7 +190,15 @@ def decode_crop_resize(
 
 
 def _decode(data: Any, header: ImageHeader, k: int) -> tuple[np.ndarray, float, float]:
-    """Pixels at scale ~1/k and the exact factors mapping original coordinates onto them."""
+    """Pixels at scale ~1/k and the exact factors mapping original coordinates onto them.
+
+    Raises:
+        DecodeError: Refused before decoding (:func:`~dataio.loaders.jpeg_check.refusal`), entropy-coded data that
+            ends early, or bytes neither libjpeg-turbo nor PIL decodes.
+    """
+    why = refusal(data, header.width, header.height)
+    if why is not None:
+        raise DecodeError(f"cannot decode the image: {why}")
     if header.turbo:
         try:
             if k > 1:
@@ -196,6 +210,9 @@ def _decode(data: Any, header: ImageHeader, k: int) -> tuple[np.ndarray, float, 
                 return pixels, fx, fy
             return simplejpeg.decode_jpeg(data, colorspace="RGB"), 1.0, 1.0
         except ValueError as exc:
+            if entropy_ended_early(str(exc)):  # PIL would fill the rest with grey: refused, as the kernel does
+                why = f"its entropy-coded data ends before the {header.width}x{header.height} image does ({exc})"
+                raise DecodeError(f"cannot decode the image: {why}") from exc
             turbo_error: ValueError | None = exc  # strict libjpeg-turbo; PIL tolerates recoverable warnings
     else:
         turbo_error = None
