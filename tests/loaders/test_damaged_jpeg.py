@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import dataio
+from dataio.errors import SampleError
 from dataio.loaders import native
 from dataio.loaders.decode import DecodeError, decode_crop_resize, read_header
-from dataio.loaders.fast import SampleError
 from dataio.loaders.jpeg_check import MAX_PIXELS, TRUNCATED, jpeg_end
 from dataio.loaders.transforms import center_crop_box
 from dataio.pack import PackOptions, pack
