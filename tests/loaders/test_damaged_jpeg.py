@@ -286,3 +286,28 @@ def test_the_loader_delivers_the_same_samples_native_and_python(synth_dir: Path,
     for use_native in (True, False):
         with pytest.raises(SampleError, match="|".join(names)):
             epochs(use_native, "raise")
+
+
+@pytest.mark.skipif(not __import__("dataio.loaders.dali.pipeline").loaders.dali.pipeline.dali_available(),
+                    reason="needs nvidia-dali")  # fmt: skip
+def test_dali_refuses_the_same_cut_and_oversized_files(synth_dir: Path, tmp_path: Path) -> None:
+    """DALI decodes with its own decoder; the checks every path makes before decoding run in its feeder too, so
+    a cut JPEG (whose top rows DALI would decode) and an over-limit header are left out there as well."""
+    src = tmp_path / "src"
+    shutil.copytree(synth_dir, src)
+    files = sorted(src.rglob("*.JPEG"))
+    small = Image.open(files[9]).convert("RGB").resize((64, 48))
+    data = _encode(small, quality=90, comment=b"\xff\xd9")  # pack's trailer check sees the comment's FF D9
+    files[9].write_bytes(data[: len(data) * 3 // 5])  # cut: no EOI after the scan
+    files[4].write_bytes(with_size(_encode(small, quality=90), 20000, 20000))  # over the pixel limit
+    pack(src, tmp_path / "ds", PackOptions(shard_size=400_000))
+    ds = dataio.open_dataset(tmp_path / "ds")
+    bad = {files[i].relative_to(src).as_posix() for i in (4, 9)}
+    want = [int(ds.labels[i]) for i in range(len(ds)) if ds[i]["key"] not in bad]
+    for backend in ("dali", "cpu"):
+        pipe = dataio.ImagePipeline(train=False, size=32, backend=backend)
+        loader = dataio.DataLoader(ds, batch_size=4, pipeline=pipe, num_workers=2, on_error="skip")
+        assert torch.cat([lab for _, lab in loader]).tolist() == want, backend
+        assert loader.stats()["skipped"] == 2, backend
+    with pytest.raises(SampleError, match="|".join(sorted(bad))):
+        list(dataio.DataLoader(ds, batch_size=4, pipeline=dataio.ImagePipeline(train=False, size=32, backend="dali")))

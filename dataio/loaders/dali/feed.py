@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from dataio.loaders.decode import read_header
+from dataio.loaders.decode import DecodeError, read_header
 from dataio.loaders.epoch import EpochPlan
 from dataio.loaders.handoff import put_until_stopped
+from dataio.loaders.jpeg_check import refusal
 from dataio.loaders.stats import StageStats
 from dataio.loaders.transforms import sample_rng
 
@@ -47,8 +48,17 @@ class FedBatch:
 
 
 def sample_window(pipeline: Any, data: bytes, rng: np.random.Generator | None) -> tuple[np.ndarray, ...]:
-    """``(start_xy, end_xy, flip)`` of one sample: ``pipeline.window`` as DALI's integer crop window."""
-    box, flip = pipeline.window(read_header(data), rng)
+    """``(start_xy, end_xy, flip)`` of one sample: ``pipeline.window`` as DALI's integer crop window.
+
+    Raises:
+        DecodeError: bytes every other path refuses before decoding (a cut JPEG, over the pixel limit:
+            :func:`~dataio.loaders.jpeg_check.refusal`), so DALI gives the same verdict whatever its decoder does.
+    """
+    header = read_header(data)
+    why = refusal(data, header.width, header.height)
+    if why is not None:
+        raise DecodeError(why)
+    box, flip = pipeline.window(header, rng)
     x0, y0 = round(box[0]), round(box[1])  # train boxes are whole pixels already; val's centre box may not be
     x1, y1 = max(x0 + 1, round(box[2])), max(y0 + 1, round(box[3]))
     return np.array([x0, y0], np.int32), np.array([x1, y1], np.int32), np.array(int(flip), np.int32)
