@@ -35,6 +35,8 @@ from dataio.loaders.transforms import (
     check_ratio,
     check_scale,
     horizontal_flip,
+    label_of,
+    normalization,
     random_resized_crop_params,
     sample_rng,
 )
@@ -143,8 +145,7 @@ class ImagePipeline:
             DecodeError: The image cannot be decoded (the caller adds which sample it was).
         """
         data = sample["image"]
-        label = sample.get("label")
-        label = -1 if label is None else int(label)
+        label = label_of(sample)
         header = read_header(data)
         box, flip = self.window(header, rng)
         if self.native and header.turbo:
@@ -264,9 +265,8 @@ class ImagePipeline:
         cached = self._constants.get(device)
         if cached is not None:
             return cached
-        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], dtype=torch.float32).view(3, 1, 1)
-        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std, strict=True)], dtype=torch.float32)
-        constants = scale.to(device), shift.view(3, 1, 1).to(device)
+        scale, shift = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in normalization(self.mean, self.std))
+        constants = scale.to(device), shift.to(device)
         return self._constants.setdefault(device, constants)  # atomic; a racing thread's copy is equal
 
     def __getstate__(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from dataio.loaders.transforms import (
     IMAGENET_STD,
     center_crop_offsets,
     horizontal_flip,
+    label_of,
     random_resized_crop_params,
     resize_shorter_size,
 )
@@ -108,9 +109,9 @@ class ReferencePipeline:
     def process(self, sample: dict[str, Any], rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
         """``(size, size, 3)`` uint8 image and label, like :meth:`ImagePipeline.process`."""
         out = self.transform(open_rgb(sample["image"]), rng)
-        return np.array(out, dtype=np.uint8), int(sample.get("label", -1))
+        return np.array(out, dtype=np.uint8), label_of(sample)
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator | None = None) -> tuple[torch.Tensor, int]:
         """``(normalised float32 3 × size × size, label)``, like :meth:`ImagePipeline.__call__`."""
         out = self.transform(open_rgb(sample["image"]), rng)
-        return to_normalized_tensor(out, self.mean, self.std), int(sample.get("label", -1))
+        return to_normalized_tensor(out, self.mean, self.std), label_of(sample)

@@ -60,6 +60,7 @@ def label_of(sample: dict[str, object]) -> int:
     label = sample.get("label")
     return MISSING_LABEL if label is None else int(label)  # type: ignore[call-overload]
 
+
 Box = tuple[float, float, float, float]
 
 

@@ -22,7 +22,7 @@ from dataio.loaders.epoch import EpochPlan
 from dataio.loaders.handoff import put_until_stopped
 from dataio.loaders.jpeg_check import refusal
 from dataio.loaders.stats import StageStats
-from dataio.loaders.transforms import sample_rng
+from dataio.loaders.transforms import label_of, sample_rng
 
 __all__ = ["END", "Failure", "FedBatch", "Feeder", "sample_window"]
 
@@ -138,12 +138,11 @@ class Feeder:
             if self.on_bad(pos, sample.get("key"), exc):
                 return False
             raise
-        label = sample.get("label")
         inputs[0].append(np.frombuffer(data, dtype=np.uint8))
         inputs[1].append(start)
         inputs[2].append(end)
         inputs[3].append(flip)
-        inputs[4].append(np.array(-1 if label is None else int(label), np.int64))
+        inputs[4].append(np.array(label_of(sample), np.int64))
         return True
 
     def get(self, give_up: Callable[[], bool]) -> Any:
