@@ -11,7 +11,7 @@ import torch
 
 import dataio
 from dataio.loaders.dali.feed import sample_window
-from dataio.loaders.transforms import sample_rng
+from dataio.loaders.image.transforms import sample_rng
 
 __all__ = ["ShardSource", "dali_folder_rate", "dali_parallel_source_rate"]
 

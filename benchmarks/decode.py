@@ -37,9 +37,9 @@ from common import RESULTS, machine, markdown_table, synth_set
 from PIL import Image
 
 from dataio.loaders import ImagePipeline, sample_rng
-from dataio.loaders.decode import dct_factor, image_size
-from dataio.loaders.reference import ReferencePipeline
-from dataio.loaders.transforms import center_crop_box, random_resized_crop_params
+from dataio.loaders.image.decode import dct_factor, image_size
+from dataio.loaders.image.reference import ReferencePipeline
+from dataio.loaders.image.transforms import center_crop_box, random_resized_crop_params
 
 Sample = dict[str, object]
 
@@ -164,7 +164,7 @@ def torchvision_check(samples: list[Sample]) -> str:
         import torchvision.transforms.functional as TF
     except ImportError:
         return "torchvision is not installed here: the reference was not compared with it in this run."
-    from dataio.loaders.reference import open_rgb, reference_center_crop, reference_resized_crop
+    from dataio.loaders.image.reference import open_rgb, reference_center_crop, reference_resized_crop
 
     val = T.Compose([T.Resize(256), T.CenterCrop(224)])
     same_val = same_train = 0
@@ -237,7 +237,7 @@ def main() -> None:
         f"{load_before:.1f} before, {load_after:.1f} after (other jobs on the same cores depress the rates and "
         "the thread scaling).",
         "",
-        "Reference = torchvision's transforms on PIL images, restated (`dataio.loaders.reference`): `Image.open` "
+        "Reference = torchvision's transforms on PIL images, restated (`dataio.loaders.image.reference`): `Image.open` "
         "+ `convert('RGB')`, crop + `resize(BILINEAR)` (+ flip) [+ `ToTensor` + `Normalize`]. Fast = "
         "`ImagePipeline.process` (simplejpeg decode at the smallest sufficient DCT scale, torch's SIMD "
         "antialiased bilinear resize of just the crop, flip on the 224×224 result) [`__call__`: + normalise "

@@ -11,8 +11,8 @@ import torch
 import torch.utils.data as tud
 
 from dataio.loaders import native
-from dataio.loaders.reference import ReferencePipeline
-from dataio.loaders.transforms import sample_rng
+from dataio.loaders.image.reference import ReferencePipeline
+from dataio.loaders.image.transforms import sample_rng
 
 __all__ = ["FolderDataset", "single_thread_cpu", "single_thread_rate", "timed_epoch"]
 

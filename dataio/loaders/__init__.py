@@ -1,8 +1,8 @@
 """Loader layer: the image pipeline (decode, augment, collate, normalise) run by dataio's threaded loader."""
 
-from dataio.loaders.decode import DecodeError, decode_crop_resize, image_size
-from dataio.loaders.image_pipeline import ImagePipeline
-from dataio.loaders.transforms import IMAGENET_MEAN, IMAGENET_STD, sample_rng
+from dataio.loaders.image.decode import DecodeError, decode_crop_resize, image_size
+from dataio.loaders.image.pipeline import ImagePipeline
+from dataio.loaders.image.transforms import IMAGENET_MEAN, IMAGENET_STD, sample_rng
 
 __all__ = [
     "IMAGENET_MEAN",

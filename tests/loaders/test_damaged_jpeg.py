@@ -27,9 +27,9 @@ from PIL import Image
 import dataio
 from dataio.errors import SampleError
 from dataio.loaders import native
-from dataio.loaders.decode import DecodeError, decode_crop_resize, read_header
-from dataio.loaders.jpeg_check import MAX_PIXELS, TRUNCATED, jpeg_end
-from dataio.loaders.transforms import center_crop_box
+from dataio.loaders.image.decode import DecodeError, decode_crop_resize, read_header
+from dataio.loaders.image.jpeg_check import MAX_PIXELS, TRUNCATED, jpeg_end
+from dataio.loaders.image.transforms import center_crop_box
 from dataio.pack import PackOptions, pack
 
 needs_native = pytest.mark.skipif(not native.AVAILABLE, reason="dataio._native is not built")
@@ -219,8 +219,8 @@ def test_bombs_are_refused_without_a_large_memory_allocation(variants: dict[str,
         import numpy as np
         from PIL import Image, ImageFile
         import dataio
-        from dataio.loaders.decode import DecodeError
-        from dataio.loaders.transforms import sample_rng
+        from dataio.loaders.image.decode import DecodeError
+        from dataio.loaders.image.transforms import sample_rng
         Image.MAX_IMAGE_PIXELS = None
         ImageFile.LOAD_TRUNCATED_IMAGES = True
         natives = {natives!r}

@@ -23,9 +23,9 @@ import pytest
 from PIL import Image
 
 from dataio.errors import DataioError
-from dataio.loaders.decode import DecodeError, dct_factor, decode_crop_resize, decode_rgb, image_size, read_header
-from dataio.loaders.reference import open_rgb, reference_center_crop, reference_resized_crop
-from dataio.loaders.transforms import center_crop_box, random_resized_crop_params, sample_rng
+from dataio.loaders.image.decode import DecodeError, dct_factor, decode_crop_resize, decode_rgb, image_size, read_header
+from dataio.loaders.image.reference import open_rgb, reference_center_crop, reference_resized_crop
+from dataio.loaders.image.transforms import center_crop_box, random_resized_crop_params, sample_rng
 
 FULL_MEAN, DCT_MEAN, DCT_REL = 0.25, 3.5, 0.06
 

@@ -107,7 +107,7 @@ def test_a_decoder_alone_fills_a_slot_like_the_pipeline(packed: Path, decoder_ki
     assert decoder.decode(records[2:], np.arange(2, 4), slot) == 0 and ring.filled(slot, 2)
     images, labels = ring.take(0)
     for row, index in enumerate(indices.tolist()):
-        want, label = pipeline(ds[index], dataio.loaders.transforms.sample_rng(9, 2, index))
+        want, label = pipeline(ds[index], dataio.loaders.image.transforms.sample_rng(9, 2, index))
         assert torch.allclose(images[row], want, atol=1e-5) and labels[row] == label
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dataio.loaders import DecodeError, ImagePipeline, sample_rng
-from dataio.loaders.reference import ReferencePipeline
-from dataio.loaders.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dataio.loaders.image.reference import ReferencePipeline
+from dataio.loaders.image.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from dataio.loaders.decode import window_geometry
-from dataio.loaders.transforms import (
+from dataio.loaders.image.decode import window_geometry
+from dataio.loaders.image.transforms import (
     center_crop_box,
     center_crop_offsets,
     horizontal_flip,

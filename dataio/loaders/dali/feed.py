@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from dataio.loaders.decode import DecodeError, read_header
 from dataio.loaders.epoch import EpochPlan
 from dataio.loaders.handoff import put_until_stopped
-from dataio.loaders.jpeg_check import refusal
+from dataio.loaders.image.decode import DecodeError, read_header
+from dataio.loaders.image.jpeg_check import refusal
+from dataio.loaders.image.transforms import label_of, sample_rng
 from dataio.loaders.stats import StageStats
-from dataio.loaders.transforms import label_of, sample_rng
 
 __all__ = ["END", "Failure", "FedBatch", "Feeder", "sample_window"]
 
@@ -52,7 +52,7 @@ def sample_window(pipeline: Any, data: bytes, rng: np.random.Generator | None) -
 
     Raises:
         DecodeError: bytes every other path refuses before decoding (a cut JPEG, over the pixel limit:
-            :func:`~dataio.loaders.jpeg_check.refusal`), so DALI gives the same verdict whatever its decoder does.
+            :func:`~dataio.loaders.image.jpeg_check.refusal`), so DALI gives the same verdict whatever its decoder does.
     """
     header = read_header(data)
     why = refusal(data, header.width, header.height)

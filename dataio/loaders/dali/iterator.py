@@ -27,8 +27,8 @@ from dataio.errors import SampleError
 from dataio.loaders.dali.feed import Failure, FedBatch, Feeder
 from dataio.loaders.dali.pipeline import build_pipeline
 from dataio.loaders.epoch import plan_epoch
+from dataio.loaders.image.transforms import sample_rng
 from dataio.loaders.stats import PipelineStats
-from dataio.loaders.transforms import sample_rng
 from dataio.sampling.protocol import resumable
 
 __all__ = ["DaliIterator", "DaliState"]

@@ -21,10 +21,10 @@ import numpy as np
 
 from dataio.errors import SampleError
 from dataio.loaders import native
-from dataio.loaders.decode import read_header
 from dataio.loaders.epoch import EpochPlan
 from dataio.loaders.fast.slots import SlotView
-from dataio.loaders.transforms import label_of, sample_rng
+from dataio.loaders.image.decode import read_header
+from dataio.loaders.image.transforms import label_of, sample_rng
 
 __all__ = ["Decoder", "NativeDecoder", "PythonDecoder", "RecordParser"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dataio.loaders.image.transforms import normalization
 from dataio.loaders.torch_compat import storage_use_count
-from dataio.loaders.transforms import normalization
 
 __all__ = ["BatchRing", "BufferPool", "Normalization", "SlotView"]
 

@@ -1,4 +1,4 @@
-"""The PIL reference of :class:`~dataio.loaders.image_pipeline.ImagePipeline`: what torchvision does, step by step.
+"""The PIL reference of :class:`~dataio.loaders.image.pipeline.ImagePipeline`: what torchvision does, step by step.
 
 Not used by the fast path. Tests compare the fast path with it, and ``benchmarks/decode.py`` measures the
 speed-up over it. It is a literal restatement of::
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dataio.loaders.transforms import (
+from dataio.loaders.image.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     center_crop_offsets,

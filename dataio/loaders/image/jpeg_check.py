@@ -1,7 +1,7 @@
 """The verdict on a damaged or oversized image that every decode path gives before decoding a pixel.
 
 The native kernel (``native/jpeg_end.c``, ``native/jpeg_window.c``) and the Python path
-(:mod:`dataio.loaders.decode`) refuse the same bytes, whatever the crop:
+(:mod:`dataio.loaders.image.decode`) refuse the same bytes, whatever the crop:
 
 - declared ``width × height`` over :data:`MAX_PIXELS` (the kernel's limit, PIL's decompression-bomb limit): refused
   from the header, before anything is allocated, even when ``PIL.Image.MAX_IMAGE_PIXELS`` is turned off;

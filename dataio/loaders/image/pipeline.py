@@ -2,8 +2,8 @@
 
 train: ``RandomResizedCrop(size, scale, ratio)`` + ``RandomHorizontalFlip()``; val: ``Resize(int(size /
 crop_ratio))`` + ``CenterCrop(size)``; both followed by ImageNet mean/std normalisation. Same geometry as
-torchvision's transforms on PIL images (see :mod:`dataio.loaders.transforms`), decoded and resized by the
-GIL-free fast path of :mod:`dataio.loaders.decode`.
+torchvision's transforms on PIL images (see :mod:`dataio.loaders.image.transforms`), decoded and resized by the
+GIL-free fast path of :mod:`dataio.loaders.image.decode`.
 
 The loader splits the work in three so that the expensive part runs in threads and the float conversion
 runs once per batch, on the GPU when there is one::
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from dataio.loaders import native
-from dataio.loaders.decode import ImageHeader, decode_crop_resize, read_header
-from dataio.loaders.transforms import (
+from dataio.loaders.image.decode import ImageHeader, decode_crop_resize, read_header
+from dataio.loaders.image.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     center_crop_box,
@@ -135,7 +135,7 @@ class ImagePipeline:
 
         Args:
             sample: ``{"image": encoded bytes, "label": int, ...}`` as :class:`~dataio.ShardDataset` returns.
-            rng: The sample's generator (:func:`~dataio.loaders.transforms.sample_rng`); required for train.
+            rng: The sample's generator (:func:`~dataio.loaders.image.transforms.sample_rng`); required for train.
 
         Returns:
             ``(image, label)``; ``label`` is -1 when the sample has none. The image may be a non-contiguous

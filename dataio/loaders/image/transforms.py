@@ -2,7 +2,7 @@
 
 Pure functions of the image size and a ``numpy.random.Generator``: no pixels, no IO. They reproduce
 torchvision's algorithms exactly (same rounding, same fallback), so that the fast decoder in
-:mod:`dataio.loaders.decode` and the PIL reference in :mod:`dataio.loaders.reference` crop the same pixels:
+:mod:`dataio.loaders.image.decode` and the PIL reference in :mod:`dataio.loaders.image.reference` crop the same pixels:
 
 - train: ``RandomResizedCrop(size, scale, ratio)`` → :func:`random_resized_crop_params`, then
   ``RandomHorizontalFlip()`` → :func:`horizontal_flip`;

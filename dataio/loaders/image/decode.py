@@ -12,7 +12,7 @@ array returned is then a view of it, so that copying it into a CHW batch is a pl
 Anything else (PNG, CMYK/YCCK JPEG, JPEGs libjpeg-turbo rejects but PIL reads, grayscale in any format) goes
 through ``PIL.Image.open(...).convert("RGB")`` first, as torchvision's loader does, then the same resize.
 
-Damaged and oversized images get the native kernel's verdict, whatever the crop (:mod:`dataio.loaders.jpeg_check`):
+Damaged and oversized images get the native kernel's verdict, whatever the crop (:mod:`.jpeg_check`):
 before decoding, a header over the pixel limit and a JPEG cut before its EOI are refused; a JPEG whose
 entropy-coded data ends early (libjpeg-turbo's "premature end of data segment") is refused rather than handed to
 PIL, which would fill the missing rows with grey. Other damage libjpeg only warns about decodes the way PIL does.
@@ -23,7 +23,7 @@ Two crop semantics, matching the two torchvision pipelines:
   are used; the box is in whole pixels.
 - ``crop_first=False`` (``Resize`` + ``CenterCrop``): the *whole* image is resized so that the box becomes
   ``out_size``, then the box is cut out, so pixels just outside the box weigh in at its edges exactly as
-  in torchvision. The box may be fractional (see :func:`dataio.loaders.transforms.center_crop_box`).
+  in torchvision. The box may be fractional (see :func:`dataio.loaders.image.transforms.center_crop_box`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dataio.errors import DataioError
-from dataio.loaders.jpeg_check import entropy_ended_early, refusal
+from dataio.loaders.image.jpeg_check import entropy_ended_early, refusal
 
 try:
     import simplejpeg
@@ -118,7 +118,7 @@ def window_geometry(
     """For ``crop_first=False``: ``(resized_w, resized_h, left, top)`` such that resizing the whole image to
     ``resized_w`` × ``resized_h`` and cutting ``out_size`` at ``(left, top)`` is the box resized to ``out_size``.
 
-    Inverts :func:`~dataio.loaders.transforms.center_crop_box` exactly (it returns torchvision's
+    Inverts :func:`~dataio.loaders.image.transforms.center_crop_box` exactly (it returns torchvision's
     ``Resize`` size and ``CenterCrop`` anchor).
     """
     out_w, out_h = out_size
@@ -193,7 +193,7 @@ def _decode(data: Any, header: ImageHeader, k: int) -> tuple[np.ndarray, float, 
     """Pixels at scale ~1/k and the exact factors mapping original coordinates onto them.
 
     Raises:
-        DecodeError: Refused before decoding (:func:`~dataio.loaders.jpeg_check.refusal`), entropy-coded data that
+        DecodeError: Refused before decoding (:func:`~dataio.loaders.image.jpeg_check.refusal`), entropy-coded data that
             ends early, or bytes neither libjpeg-turbo nor PIL decodes.
     """
     why = refusal(data, header.width, header.height)
