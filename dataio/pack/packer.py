@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import io
+import json
 import multiprocessing as mp
 import os
 import time
@@ -21,10 +22,11 @@ from dataio.errors import PackError
 from dataio.format.manifest import MANIFEST_NAME, Manifest, ShardEntry
 from dataio.format.schema import IMAGE_SCHEMA
 from dataio.pack.labels import Item, label_by_folder, label_from_list, label_val
-from dataio.pack.output import INDEX_NAME, check_no_foreign_files, tidy
+from dataio.pack.ledger import INDEX_NAME, INDEX_RECORD, read_ledger
+from dataio.pack.output import Writer, check_folders, check_no_foreign_files, finish, tidy, writer_for
 from dataio.pack.plan import PackOptions, ShardJob, order_items, plan_shards
 from dataio.pack.sources import refuse_special, scan_folder, scan_tar, special_reason
-from dataio.pack.worker import ShardResult, init_worker, run_job
+from dataio.pack.worker import ShardResult, close_writers, init_worker, run_job
 from dataio.storage import RetryPolicy, Store, is_url, open_store
 from dataio.storage.staging import sweep_stale
 
@@ -151,9 +153,12 @@ def _run(
         if workers <= 1:
             init_worker(counters)
             results = []
-            for job in jobs:
-                results.append(run_job(job, output, storage_options, options, retry))
-                tick()
+            try:
+                for job in jobs:
+                    results.append(run_job(job, output, storage_options, options, retry))
+                    tick()
+            finally:
+                close_writers()
             init_worker(None)
             return results
         init = (counters, os.getpid())  # a worker ends when this process dies (no orphans after kill -9)
@@ -174,8 +179,9 @@ def _run(
         bar.close()
 
 
-def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult]) -> str:
-    """Writes the Parquet sample index; returns its sha256 (hex) for the manifest."""
+def _write_index(writer: Writer, jobs: list[ShardJob], results: list[ShardResult]) -> str:
+    """Writes the Parquet sample index (after its record, the proof that pack wrote it); returns its sha256 (hex)
+    for the manifest."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -200,8 +206,10 @@ def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult])
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
-    store.write_bytes(INDEX_NAME, data)
-    return hashlib.sha256(data).hexdigest()
+    sha256 = hashlib.sha256(data).hexdigest()
+    writer.write_bytes(INDEX_RECORD, json.dumps({"sha256": sha256, "size": len(data)}).encode())
+    writer.write_bytes(INDEX_NAME, data)
+    return sha256
 
 
 def _check_output(output: str | os.PathLike[str]) -> None:
@@ -256,8 +264,10 @@ def pack(
     if is_url(out):
         sweep_stale()  # upload files staged by killed packs
     store = open_store(out, storage_options, retry=retry)
-    if not overwrite:
-        check_no_foreign_files(store)
+    check_folders(store)
+    ledger = read_ledger(store)
+    check_no_foreign_files(store, ledger, overwrite)
+    writer = writer_for(store)
     items, cls, kind = collect_items(
         source, labels=labels, synsets=synsets, classes=classes, follow_symlinks=options.follow_symlinks
     )
@@ -265,19 +275,18 @@ def pack(
     items = order_items(items, options)
     jobs = plan_shards(items, options, _size_ratio(items, options) if options.reencodes else 1.0)
     plan_hash = hashlib.sha256("".join(j.plan_hash for j in jobs).encode() + repr(cls).encode()).hexdigest()
-    if store.exists(MANIFEST_NAME):
-        old = Manifest.loads(store.read(MANIFEST_NAME), store.url(MANIFEST_NAME))
-        if old.extra.get("plan_hash") != plan_hash:
-            if not overwrite:
-                raise PackError(f"{store.url(MANIFEST_NAME)} holds a different dataset; pass overwrite to replace it")
-            store.delete(MANIFEST_NAME)
-    tidy(store, {j.path for j in jobs})
+    old = ledger.manifest
+    if old is not None and old.extra.get("plan_hash") != plan_hash:
+        if not overwrite:
+            raise PackError(f"{store.url(MANIFEST_NAME)} holds a different dataset; pass overwrite to replace it")
+        writer.delete(MANIFEST_NAME)
+    tidy(store, writer, ledger, jobs, keep_index=old is not None and old.extra.get("plan_hash") == plan_hash)
     results = _run(jobs, out, storage_options, options, store, len(items), progress, retry)
     bad = [b for r in results for b in r.bad]
     if bad:
         lines = "\n".join(f"  {p}: {why}" for p, why in bad)
         raise PackError(f"{len(bad)} unreadable images (rerun with --on-error skip to leave them out):\n{lines}", bad)
-    index_sha256 = _write_index(store, jobs, results)
+    index_sha256 = _write_index(writer, jobs, results)
     skipped = tuple((p, why) for r in results for p, why in r.skipped)
     manifest = Manifest(
         schema=IMAGE_SCHEMA,
@@ -292,7 +301,8 @@ def pack(
         skipped=tuple({"path": p, "reason": why} for p, why in skipped),
         extra={"plan_hash": plan_hash, "source_kind": kind, "pack_options": options.byte_options()},
     )
-    store.write_bytes(MANIFEST_NAME, manifest.dumps())
+    writer.write_bytes(MANIFEST_NAME, manifest.dumps())
+    finish(store, writer)
     return PackReport(
         output=out,
         num_samples=manifest.num_samples,
