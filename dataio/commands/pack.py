@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         f"{report.source_bytes / 1e6 / max(report.seconds, 1e-9):.1f} MB/s "
         f"({report.written_shards} written, {report.reused_shards} reused)"
     )
+    from dataio.pack.sources import printable
+
     for path, why in report.skipped:
-        print(f"skipped {path}: {why}")
+        print(f"skipped {printable(path)}: {why}")  # a path under a non-UTF-8 folder name is printable too
     return 0

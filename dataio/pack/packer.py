@@ -10,6 +10,7 @@ import concurrent.futures as cf
 import hashlib
 import io
 import json
+import logging
 import multiprocessing as mp
 import os
 import time
@@ -25,12 +26,14 @@ from dataio.pack.labels import Item, label_by_folder, label_from_list, label_val
 from dataio.pack.ledger import INDEX_NAME, INDEX_RECORD, read_ledger
 from dataio.pack.output import Writer, check_folders, check_no_foreign_files, finish, tidy, writer_for
 from dataio.pack.plan import PackOptions, ShardJob, order_items, plan_shards
-from dataio.pack.sources import refuse_special, scan_folder, scan_tar, special_reason
+from dataio.pack.sources import printable, refuse_special, scan_folder, scan_tar, special_reason, utf8_names
 from dataio.pack.worker import ShardResult, close_writers, init_worker, run_job
 from dataio.storage import RetryPolicy, Store, is_url, open_store
 from dataio.storage.staging import sweep_stale
 
 __all__ = ["PackReport", "collect_items", "pack"]
+
+log = logging.getLogger("dataio.pack")
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,28 @@ def collect_items(
     synsets: str | os.PathLike[str] | None = None,
     classes: Sequence[str] | None = None,
     follow_symlinks: bool = False,
+    on_error: str = "fail",
 ) -> tuple[list[Item], list[str] | None, str]:
     """Lists and labels the samples of ``source``; returns ``(items, classes, source kind)``.
 
-    Symlinks inside the source are refused unless ``follow_symlinks``; FIFOs, devices and sockets always
-    (:class:`PackError` naming each). ``source`` itself may be a symlink (it is what the user named).
+    Symlinks inside the source are refused unless ``follow_symlinks`` (a followed symlink loop is logged and not
+    followed); FIFOs, devices and sockets always (:class:`PackError` naming each). ``source`` itself may be a
+    symlink (it is what the user named). Files whose names are not UTF-8 are refused (:class:`PackError` naming
+    each), or with ``on_error="skip"`` left out with a logged warning naming each.
     """
+    items, cls, kind, _ = _collect(source, labels, synsets, classes, follow_symlinks, on_error)
+    return items, cls, kind
+
+
+def _collect(
+    source: str | os.PathLike[str],
+    labels: str | os.PathLike[str] | None,
+    synsets: str | os.PathLike[str] | None,
+    classes: Sequence[str] | None,
+    follow_symlinks: bool,
+    on_error: str,
+) -> tuple[list[Item], list[str] | None, str, list[tuple[str, str]]]:
+    """:func:`collect_items`, plus ``(printable path, reason)`` of the files left out for their names."""
     text = os.fspath(source)
     if is_url(text):
         raise PackError(f"{text}: pack reads sources from local paths (output may be a URL)")
@@ -73,27 +92,48 @@ def collect_items(
     if path.suffix.lower() in (".csv", ".parquet"):
         items, cls = label_from_list(path, classes=classes)
         refuse_special([(it.path, r) for it in items if (r := special_reason(it.path, follow_symlinks)) is not None])
-        return items, cls, "list"
+        return items, cls, "list", []
+    loops: list[str] = []
     if path.is_dir():
-        files, kind = scan_folder(path, follow_symlinks=follow_symlinks), "folder"
+        files, kind = scan_folder(path, follow_symlinks=follow_symlinks, loops=loops), "folder"
     elif path.suffix.lower() == ".tar":
         files, kind = scan_tar(path), "tar"
     else:
         raise PackError(f"{path}: SOURCE must be a folder, a .tar archive, or a .csv/.parquet list")
+    files, bad_names = utf8_names(files)
+    _refuse_or_skip_names(bad_names, on_error)
     if labels is not None:
         items, cls = label_val(files, labels, synsets_file=synsets, classes=classes)
-        return items, cls, f"{kind}+labels"
+        return items, cls, f"{kind}+labels", bad_names
     if kind == "folder":
-        _check_no_empty_class(path, files, follow_symlinks)
+        _check_no_empty_class(path, files, follow_symlinks, loops)
     items, cls = label_by_folder(files, classes=classes)
-    return items, cls, kind
+    return items, cls, kind, bad_names
 
 
-def _check_no_empty_class(root: Path, files: list[Any], follow_symlinks: bool) -> None:
+def _refuse_or_skip_names(bad: list[tuple[str, str]], on_error: str) -> None:
+    """Files with non-UTF-8 names: a :class:`PackError` naming them (``on_error="fail"``), else one warning each."""
+    if bad and on_error == "fail":
+        shown = "; ".join(p for p, _ in bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise PackError(
+            f"{len(bad)} source file name(s) not valid UTF-8 (sample keys are UTF-8 text): {shown}; rename them "
+            "(e.g. with convmv), or pass --on-error skip to leave them out",
+            bad,
+        )
+    for p, why in bad:
+        log.warning("skipped %s: %s", p, why)
+
+
+def _check_no_empty_class(root: Path, files: list[Any], follow_symlinks: bool, loops: list[str]) -> None:
     """An ImageFolder class folder without images is an error, as in torchvision (its class would silently get
-    no label index here, shifting every later class's index against a torchvision run over the same folder)."""
+    no label index here, shifting every later class's index against a torchvision run over the same folder).
+    A symlink loop and a folder whose name is not UTF-8 (its files were skipped) are no class folders."""
     with_images = {f.relpath.split("/", 1)[0] for f in files if "/" in f.relpath}
-    folders = [e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=follow_symlinks)]
+    folders = [
+        e.name
+        for e in os.scandir(root)
+        if e.is_dir(follow_symlinks=follow_symlinks) and e.path not in loops and e.name == printable(e.name)
+    ]
     empty = sorted(name for name in folders if name not in with_images)
     if empty:
         raise PackError(
@@ -268,9 +308,7 @@ def pack(
     ledger = read_ledger(store)
     check_no_foreign_files(store, ledger, overwrite)
     writer = writer_for(store)
-    items, cls, kind = collect_items(
-        source, labels=labels, synsets=synsets, classes=classes, follow_symlinks=options.follow_symlinks
-    )
+    items, cls, kind, name_skips = _collect(source, labels, synsets, classes, options.follow_symlinks, options.on_error)
     _check_unique(items)
     items = order_items(items, options)
     jobs = plan_shards(items, options, _size_ratio(items, options) if options.reencodes else 1.0)
@@ -287,7 +325,7 @@ def pack(
         lines = "\n".join(f"  {p}: {why}" for p, why in bad)
         raise PackError(f"{len(bad)} unreadable images (rerun with --on-error skip to leave them out):\n{lines}", bad)
     index_sha256 = _write_index(writer, jobs, results)
-    skipped = tuple((p, why) for r in results for p, why in r.skipped)
+    skipped = (*name_skips, *((p, why) for r in results for p, why in r.skipped))
     manifest = Manifest(
         schema=IMAGE_SCHEMA,
         shards=tuple(
