@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 from pathlib import Path
 
 from dataio.errors import PackError
@@ -138,6 +139,18 @@ def check_no_foreign_files(store: Store, ledger: Ledger, overwrite: bool) -> lis
     return foreign
 
 
+def _present(store: Store, path: str) -> bool:
+    """Whether the entry ``path`` exists; locally also a dangling link (which ``exists`` does not see)."""
+    return os.path.lexists(store.url(path)) if isinstance(store, LocalStore) else store.exists(path)
+
+
+def _regular(store: Store, path: str) -> bool:
+    """Whether the local entry ``path`` is a regular file (not a link, folder or anything else)."""
+    with contextlib.suppress(OSError):
+        return stat.S_ISREG(os.lstat(store.url(path)).st_mode)
+    return False
+
+
 def tidy(store: Store, writer: Writer, ledger: Ledger, jobs: list[ShardJob], keep_index: bool) -> None:
     """Before the shards are written: deletes what pack can prove it wrote and will not reuse — shards of an
     earlier plan (and their records), journaled temp files, the index unless ``keep_index`` — and nothing else.
@@ -147,11 +160,12 @@ def tidy(store: Store, writer: Writer, ledger: Ledger, jobs: list[ShardJob], kee
             write (no record names them with their size): pack neither replaces them nor can pack around them.
     """
     planned = {j.path: j.plan_hash for j in jobs}
+    local = isinstance(store, LocalStore)
     deletes: list[str] = []
-    conflicts = [p for p in (MANIFEST_NAME, INDEX_RECORD) if store.exists(p) and p not in ledger.meta]
-    for path in store.list(SHARDS_DIR):
-        if SHARD_NAME.match(path.rsplit("/", 1)[-1]) is None:
-            continue
+    conflicts = [p for p in (MANIFEST_NAME, INDEX_RECORD) if _present(store, p) and p not in ledger.meta]
+    shards = {p for p in store.list(SHARDS_DIR) if SHARD_NAME.match(p.rsplit("/", 1)[-1])}
+    shards |= {p for p in planned if local and _present(store, p)}  # a listing skips dangling links
+    for path in sorted(shards):
         owned, record = ledger.owns(store, path), ledger.records.get(path)
         if path in planned and not owned:
             conflicts.append(path)
@@ -160,11 +174,15 @@ def tidy(store: Store, writer: Writer, ledger: Ledger, jobs: list[ShardJob], kee
         elif not owned:
             log.warning("%s: not deleted; no record of dataio pack names it with its size", store.url(path))
     for shard in ledger.records:
-        rec = record_path(shard)
-        if shard not in planned and (shard in deletes or not store.exists(shard)):
-            deletes.append(rec)
-    conflicts += [rp for j in jobs if store.exists(rp := record_path(j.path)) and rp not in ledger.meta]
-    if store.exists(INDEX_NAME):
+        if shard not in planned and (shard in deletes or not _present(store, shard)):
+            deletes.append(record_path(shard))
+    records = set(store.list(PROGRESS_DIR))  # one listing, not a request per record, for a URL
+    conflicts += [
+        rp
+        for j in jobs
+        if ((rp := record_path(j.path)) in records or (local and _present(store, rp))) and rp not in ledger.meta
+    ]
+    if _present(store, INDEX_NAME):
         if not ledger.owns(store, INDEX_NAME):
             conflicts.append(INDEX_NAME)
         elif not keep_index:
@@ -175,9 +193,12 @@ def tidy(store: Store, writer: Writer, ledger: Ledger, jobs: list[ShardJob], kee
             "now (no record of its own names them with their size), so it neither replaces nor deletes them: move "
             "them out of the output, or pack into a new directory"
         )
-    for path in sorted(ledger.temps) + deletes:
-        writer.delete(path)
-    for path in ledger.journals:
+    for path in sorted(ledger.temps):
+        if _regular(store, path):
+            writer.delete(path)
+        elif _present(store, path):
+            log.warning("%s: not deleted; a journal of dataio pack names it, but it is no regular file", path)
+    for path in deletes + ledger.journals:
         writer.delete(path)
 
 

@@ -288,14 +288,16 @@ def pack(
         classes: Class names fixing the label indices (e.g. the train dataset's, for a validation set).
         storage_options: fsspec options for ``output``.
         overwrite: Replace an existing dataset packed with different input or options, and pack into an output
-            that holds files pack did not create (refused otherwise, naming a few; pack never deletes them).
+            that holds files pack did not create (refused otherwise, naming a few; pack never deletes or replaces
+            them, and logs them). Pack deletes or replaces only files its own records name with their current
+            size (:mod:`dataio.pack.output`); ``shards/`` or ``.dataio-pack/`` being a symlink is always refused.
         progress: Show a progress bar (samples/s and MB/s).
         retry: How uploads to a URL retry transient failures (default :class:`~dataio.storage.RetryPolicy`:
             about two minutes per upload, enough for a server restart).
 
     Raises:
-        PackError: if the source is unusable, the output holds foreign files (without ``overwrite``), or
-            (``on_error="fail"``) naming every unreadable image.
+        PackError: if the source is unusable, the output holds foreign files (without ``overwrite``) or one at a
+            name the plan must write, or (``on_error="fail"``) naming every unreadable image or non-UTF-8 file name.
     """
     options = options or PackOptions()
     t0 = time.perf_counter()

@@ -133,13 +133,14 @@ def test_killed_pack_resumes_to_identical_bytes(synth_dir: Path, tmp_path: Path)
             proc.kill()
     assert shards and not (out / "manifest.json").exists()
     assert any(p.name.endswith(tuple("0123456789abcdef")) and ".tmp-" in p.name for p in (out / "shards").iterdir())
+    assert list((out / ".dataio-pack").glob("temps-*.log"))  # the journal naming those temp files: pack's proof
     blocked.unlink()
     (src / "zzz-last").rmdir()
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert " reused)" in done.stdout and not done.stdout.endswith("0 reused)\n"), done.stdout
     pack(synth_dir, tmp_path / "straight", PackOptions(shard_size=parse_size("120KB")))
     assert dataset_files(out) == dataset_files(tmp_path / "straight")
-    assert not [p for p in (out / "shards").iterdir() if ".tmp-" in p.name]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name or p.name.startswith("temps-")]
 
 
 def corrupt_copy(synth_dir: Path, dst: Path) -> list[Path]:

@@ -103,3 +103,19 @@ def test_the_output_itself_may_be_a_symlink(synth_dir: Path, tmp_path: Path) -> 
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
     pack(synth_dir, tmp_path / "link", OPTS)
     assert len(open_dataset(real)) == len(list(synth_dir.rglob("*.JPEG")))
+
+
+@pytest.mark.parametrize("name", ["shards/shard-00000.dio", "manifest.json", "index.parquet"])
+def test_a_link_at_a_name_pack_must_write_is_not_replaced(synth_dir: Path, tmp_path: Path, name: str) -> None:
+    out = tmp_path / "out"
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"the user's file")
+    (out / name).symlink_to(victim)
+    (out / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(PackError, match=rf"must write {name} but did not write"):
+        pack(synth_dir, out, OPTS, overwrite=True)
+    victim.unlink()  # now dangling too: still not pack's to replace
+    with pytest.raises(PackError, match=rf"must write {name} but did not write"):
+        pack(synth_dir, out, OPTS, overwrite=True)
+    assert snapshot(out) == {name: f"-> {victim}", "dangling": f"-> {tmp_path / 'nowhere'}"}

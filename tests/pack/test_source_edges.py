@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,17 @@ def test_a_dangling_followed_link_is_refused_by_name(source: Path, tmp_path: Pat
     (cls / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     with pytest.raises(PackError, match=r"gone\.jpg: cannot be read"):
         pack(source, tmp_path / "out", PackOptions(shard_size=400_000, follow_symlinks=True))
+
+
+def test_a_non_utf8_member_name_in_a_tar_is_skipped_by_name(source: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "train.tar"
+    cls = _first_class(source)
+    with tarfile.open(archive, "w", encoding="utf-8", errors="surrogateescape") as tf:
+        for f in sorted(source.rglob("*.JPEG")):
+            tf.add(f, arcname=f.relative_to(source).as_posix())
+        tf.add(next(cls.glob("*.JPEG")), arcname=f"{cls.name}/bad\udcff.jpg")  # the byte 0xff in the archive
+    with pytest.raises(PackError, match=r"train\.tar:.*/bad\\xff\.jpg"):
+        pack(archive, tmp_path / "fail", OPTS)
+    report = pack(archive, tmp_path / "out", PackOptions(shard_size=400_000, on_error="skip"))
+    assert report.skipped == ((f"{archive}:{cls.name}/bad\\xff.jpg", report.skipped[0][1]),)
+    assert report.num_samples == len(list(source.rglob("*.JPEG")))
