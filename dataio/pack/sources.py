@@ -26,6 +26,7 @@ __all__ = [
     "IMG_EXTENSIONS",
     "NOT_UTF8",
     "RawFile",
+    "display_path",
     "is_image_name",
     "printable",
     "refuse_special",
@@ -102,8 +103,10 @@ def printable(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _display(f: RawFile) -> str:
-    return printable(f.path if f.offset == 0 else f"{f.path}:{f.relpath}")
+def display_path(path: str, offset: int, name: str) -> str:
+    """How pack names a source file in errors, warnings and the manifest's ``skipped``: its path, or
+    ``archive:member`` for a member of a tar archive (``offset > 0``), printable (:func:`printable`)."""
+    return printable(path if offset == 0 else f"{path}:{name}")
 
 
 def utf8_names(files: list[RawFile]) -> tuple[list[RawFile], list[tuple[str, str]]]:
@@ -114,7 +117,7 @@ def utf8_names(files: list[RawFile]) -> tuple[list[RawFile], list[tuple[str, str
         try:
             f.relpath.encode()
         except UnicodeEncodeError:
-            bad.append((_display(f), NOT_UTF8))
+            bad.append((display_path(f.path, f.offset, f.relpath), NOT_UTF8))
             continue
         ok.append(f)
     return ok, bad

@@ -2,10 +2,11 @@
 validate or re-encode them, stream records into a temporary object and commit it atomically.
 
 A finished shard has a small progress record (``.dataio-pack/<shard>.json``: plan hash, size, checksum, skipped
-files), written *before* the shard is renamed into place: a shard pack wrote always has its record (the proof
-that pack wrote it, :mod:`dataio.pack.ledger`). A rerun reuses a shard only if its record's plan hash matches and
-the shard's bytes still hash to the recorded sha256. Local outputs are written through
-:class:`~dataio.pack.owned_dir.OwnedDir` (no symlink followed, every temp file journaled).
+files), the proof that pack wrote it (:mod:`dataio.pack.ledger`). In a local output the record is written *before*
+the shard is renamed into place, so a shard pack wrote always has its record; to a URL it is uploaded after the
+shard (as before: a crash between the two uploads leaves a shard the next pack names as foreign). A rerun reuses
+a shard only if its record's plan hash matches and the shard's bytes still hash to the recorded sha256. Local
+outputs are written through :class:`~dataio.pack.owned_dir.OwnedDir` (no symlink followed, temp files journaled).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataio.pack.output import Writer, writer_for
 from dataio.pack.owned_dir import PROGRESS_DIR, OwnedDir
 from dataio.pack.plan import PackOptions, ShardJob
 from dataio.pack.readahead import Readahead
+from dataio.pack.sources import display_path
 from dataio.storage import RetryPolicy, Store, open_store
 
 __all__ = ["PROGRESS_DIR", "ShardResult", "close_writers", "init_worker", "run_job"]
@@ -99,7 +101,7 @@ def _prepare(item: Item, data: bytes | OSError, options: PackOptions) -> tuple[b
 
 
 def _display(item: Item) -> str:
-    return item.path if item.offset == 0 else f"{item.path}:{item.key}"
+    return display_path(item.path, item.offset, item.key)
 
 
 def _try_reuse(store: Store, job: ShardJob) -> ShardResult | None:
@@ -187,9 +189,12 @@ def run_job(
                 "skipped_positions": skipped_positions,
                 "reasons": [r for _, r in result.skipped],
             }
-            out.write_bytes(record_path(job.path), json.dumps(record, sort_keys=True).encode())  # before the rename
+            if out is not store:  # local: the record before the rename
+                out.write_bytes(record_path(job.path), json.dumps(record, sort_keys=True).encode())
     except _Abort:
         result.status, result.bad, result.skipped = "failed", result.skipped, []
         return result
+    if out is store:  # a URL: after the upload, as before (the shard is the first object a failing upload names)
+        out.write_bytes(record_path(job.path), json.dumps(record, sort_keys=True).encode())
     _report(0, result.info.size)
     return result

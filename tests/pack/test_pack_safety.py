@@ -70,14 +70,26 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_pack_s_own_files_are_not_foreign_so_a_rerun_needs_no_overwrite(synth_dir: Path, packed: Path,
-                                                                        tmp_path: Path) -> None:
+def test_pack_s_own_files_are_not_foreign_so_a_rerun_needs_no_overwrite(
+    synth_dir: Path, packed: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "ds"
     shutil.copytree(packed, out)
     (out / "manifest.json").unlink()  # an unfinished pack, with temp files of killed writers
     env = {**os.environ, "PYTHONPATH": str(Path(dataio.__file__).parents[1])}
-    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(out), "shards/shard-00001.dio",
-                             "manifest.json", ".dataio-pack/index.parquet.json"], env=env, timeout=60)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_WRITER,
+            str(out),
+            "shards/shard-00001.dio",
+            "manifest.json",
+            ".dataio-pack/index.parquet.json",
+        ],
+        env=env,
+        timeout=60,
+    )
     assert killed.returncode == -signal.SIGKILL
     assert len(list(out.rglob(".*.tmp-*"))) == 3
     report = pack(synth_dir, out, PackOptions(shard_size=400_000))
@@ -86,8 +98,9 @@ def test_pack_s_own_files_are_not_foreign_so_a_rerun_needs_no_overwrite(synth_di
     assert not list((out / ".dataio-pack").glob("temps-*"))  # the journals go with their temp files
 
 
-def test_the_cli_refuses_foreign_files_and_documents_overwrite(synth_dir: Path, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_refuses_foreign_files_and_documents_overwrite(
+    synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     _plant(out)
     assert main(["pack", str(synth_dir), str(out), "--no-progress"]) == 2
@@ -173,8 +186,18 @@ def test_killing_pack_ends_its_workers(synth_dir: Path, tmp_path: Path, sig: sig
     shutil.copy(next(synth_dir.rglob("*.JPEG")), blocked)
     script = tmp_path / "blocking_pack.py"
     script.write_text(_BLOCKING_PACK)
-    cmd = [sys.executable, str(script), "pack", str(src), str(tmp_path / "out"), "--workers", "2",
-           "--shard-size", "120KB", "--no-progress"]
+    cmd = [
+        sys.executable,
+        str(script),
+        "pack",
+        str(src),
+        str(tmp_path / "out"),
+        "--workers",
+        "2",
+        "--shard-size",
+        "120KB",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(dataio.__file__).parents[1])}  # this checkout's dataio
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     family: dict[int, str] = {}
