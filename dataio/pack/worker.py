@@ -104,24 +104,41 @@ def _display(item: Item) -> str:
     return display_path(item.path, item.offset, item.key)
 
 
-def _try_reuse(store: Store, job: ShardJob) -> ShardResult | None:
+def _record_of(store: Store, job: ShardJob) -> tuple[ShardInfo, list[int], list[str]] | None:
+    """``(info, skipped positions, reasons)`` of ``job``'s progress record if it is one of this plan; a missing or
+    malformed record is none (the shard is then written again)."""
     try:
         record = json.loads(store.read(record_path(job.path)))
-    except (FileNotFoundError, ValueError):
+        if record.get("plan_hash") != job.plan_hash:
+            return None
+        info = ShardInfo(**record["info"])
+        positions = [int(i) for i in record["skipped_positions"]]
+        reasons = [str(r) for r in record["reasons"]]
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if record.get("plan_hash") != job.plan_hash or not store.exists(job.path):
+    if len(positions) != len(reasons) or not all(0 <= i < len(job.items) for i in positions):
         return None
-    info = ShardInfo(**record["info"])
+    return info, positions, reasons
+
+
+def _try_reuse(store: Store, job: ShardJob) -> ShardResult | None:
+    found = _record_of(store, job)
+    if found is None or not store.exists(job.path) or store.size(job.path) != found[0].size:
+        return None
+    info, skipped_positions, reasons = found
     sha = hashlib.sha256()
     with contextlib.closing(store.open_stream(job.path)) as f:
         while chunk := f.read(1 << 22):
             sha.update(chunk)
     if sha.hexdigest() != info.sha256:
         return None
-    footer = parse_footer(store.read_range(job.path, info.size - FOOTER_SIZE, FOOTER_SIZE), info.size, job.path)
-    index_bytes = store.read_range(job.path, footer.index_offset, info.size - FOOTER_SIZE - footer.index_offset)
-    index = parse_index(index_bytes, footer.num_samples, footer.index_offset, footer.index_crc32, job.path)
-    skipped = set(record["skipped_positions"])
+    try:
+        footer = parse_footer(store.read_range(job.path, info.size - FOOTER_SIZE, FOOTER_SIZE), info.size, job.path)
+        index_bytes = store.read_range(job.path, footer.index_offset, info.size - FOOTER_SIZE - footer.index_offset)
+        index = parse_index(index_bytes, footer.num_samples, footer.index_offset, footer.index_crc32, job.path)
+    except ValueError:  # a format error: not a shard this plan wrote
+        return None
+    skipped = set(skipped_positions)
     positions = [i for i in range(len(job.items)) if i not in skipped]
     if len(positions) != len(index):
         return None
@@ -129,9 +146,7 @@ def _try_reuse(store: Store, job: ShardJob) -> ShardResult | None:
     _report(len(job.items), info.size)
     result = ShardResult(job.shard_id, job.path, "reused", info, positions, offsets[:-1])
     result.lengths = [b - a for a, b in itertools.pairwise(offsets)]
-    result.skipped = [
-        (_display(job.items[i]), r) for i, r in zip(record["skipped_positions"], record["reasons"], strict=True)
-    ]
+    result.skipped = [(_display(job.items[i]), r) for i, r in zip(skipped_positions, reasons, strict=True)]
     return result
 
 

@@ -3,6 +3,7 @@ its output (issue 19, item 6)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -119,3 +120,19 @@ def test_a_link_at_a_name_pack_must_write_is_not_replaced(synth_dir: Path, tmp_p
     with pytest.raises(PackError, match=rf"must write {name} but did not write"):
         pack(synth_dir, out, OPTS, overwrite=True)
     assert snapshot(out) == {name: f"-> {victim}", "dangling": f"-> {tmp_path / 'nowhere'}"}
+
+
+def test_a_malformed_record_of_this_plan_gets_the_shard_rewritten(
+    synth_dir: Path, packed: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ds"
+    shutil.copytree(packed, out)
+    (out / "manifest.json").unlink()
+    record = out / ".dataio-pack" / "shard-00001.dio.json"
+    doc = json.loads(record.read_bytes())
+    del doc["info"]["num_samples"]  # still names the shard with its size and sha256: pack's, but unusable
+    doc["skipped_positions"] = [10**9]
+    record.write_text(json.dumps(doc))
+    report = pack(synth_dir, out, OPTS)
+    assert report.written_shards == 1 and report.reused_shards == report.num_shards - 1
+    assert snapshot(out)["shards/shard-00001.dio"] == (packed / "shards" / "shard-00001.dio").read_bytes()
