@@ -20,7 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of --order shuffled")
     p.add_argument("--max-size", type=int, default=None, metavar="PX", help="re-encode: shrink the long side to PX")
     p.add_argument("--quality", type=int, default=None, metavar="Q", help="re-encode: JPEG quality")
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail", help="unreadable images: fail or skip")
+    p.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="unreadable images and non-UTF-8 file names: fail, or skip naming each",
+    )
     p.add_argument("--labels", default=None, help="labels of a flat val set: devkit ground truth txt or CSV")
     p.add_argument("--synsets", default=None, help="ILSVRC id -> wnid mapping (devkit meta.mat or text)")
     p.add_argument("--classes-from", default=None, metavar="TRAIN_DATASET", help="use this dataset's class indices")
@@ -87,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         f"{report.source_bytes / 1e6 / max(report.seconds, 1e-9):.1f} MB/s "
         f"({report.written_shards} written, {report.reused_shards} reused)"
     )
+    from dataio.pack.sources import printable
+
     for path, why in report.skipped:
-        print(f"skipped {path}: {why}")
+        print(f"skipped {printable(path)}: {why}")  # a path under a non-UTF-8 folder name is printable too
     return 0

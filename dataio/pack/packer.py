@@ -9,6 +9,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import io
+import json
+import logging
 import multiprocessing as mp
 import os
 import time
@@ -21,14 +23,17 @@ from dataio.errors import PackError
 from dataio.format.manifest import MANIFEST_NAME, Manifest, ShardEntry
 from dataio.format.schema import IMAGE_SCHEMA
 from dataio.pack.labels import Item, label_by_folder, label_from_list, label_val
-from dataio.pack.output import INDEX_NAME, check_no_foreign_files, tidy
+from dataio.pack.ledger import INDEX_NAME, INDEX_RECORD, read_ledger
+from dataio.pack.output import Writer, check_folders, check_no_foreign_files, finish, tidy, writer_for
 from dataio.pack.plan import PackOptions, ShardJob, order_items, plan_shards
-from dataio.pack.sources import refuse_special, scan_folder, scan_tar, special_reason
-from dataio.pack.worker import ShardResult, init_worker, run_job
+from dataio.pack.sources import printable, refuse_special, scan_folder, scan_tar, special_reason, utf8_names
+from dataio.pack.worker import ShardResult, close_writers, init_worker, run_job
 from dataio.storage import RetryPolicy, Store, is_url, open_store
 from dataio.storage.staging import sweep_stale
 
 __all__ = ["PackReport", "collect_items", "pack"]
+
+log = logging.getLogger("dataio.pack")
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,28 @@ def collect_items(
     synsets: str | os.PathLike[str] | None = None,
     classes: Sequence[str] | None = None,
     follow_symlinks: bool = False,
+    on_error: str = "fail",
 ) -> tuple[list[Item], list[str] | None, str]:
     """Lists and labels the samples of ``source``; returns ``(items, classes, source kind)``.
 
-    Symlinks inside the source are refused unless ``follow_symlinks``; FIFOs, devices and sockets always
-    (:class:`PackError` naming each). ``source`` itself may be a symlink (it is what the user named).
+    Symlinks inside the source are refused unless ``follow_symlinks`` (a followed symlink loop is logged and not
+    followed); FIFOs, devices and sockets always (:class:`PackError` naming each). ``source`` itself may be a
+    symlink (it is what the user named). Files whose names are not UTF-8 are refused (:class:`PackError` naming
+    each), or with ``on_error="skip"`` left out with a logged warning naming each.
     """
+    items, cls, kind, _ = _collect(source, labels, synsets, classes, follow_symlinks, on_error)
+    return items, cls, kind
+
+
+def _collect(
+    source: str | os.PathLike[str],
+    labels: str | os.PathLike[str] | None,
+    synsets: str | os.PathLike[str] | None,
+    classes: Sequence[str] | None,
+    follow_symlinks: bool,
+    on_error: str,
+) -> tuple[list[Item], list[str] | None, str, list[tuple[str, str]]]:
+    """:func:`collect_items`, plus ``(printable path, reason)`` of the files left out for their names."""
     text = os.fspath(source)
     if is_url(text):
         raise PackError(f"{text}: pack reads sources from local paths (output may be a URL)")
@@ -71,27 +92,48 @@ def collect_items(
     if path.suffix.lower() in (".csv", ".parquet"):
         items, cls = label_from_list(path, classes=classes)
         refuse_special([(it.path, r) for it in items if (r := special_reason(it.path, follow_symlinks)) is not None])
-        return items, cls, "list"
+        return items, cls, "list", []
+    loops: list[str] = []
     if path.is_dir():
-        files, kind = scan_folder(path, follow_symlinks=follow_symlinks), "folder"
+        files, kind = scan_folder(path, follow_symlinks=follow_symlinks, loops=loops), "folder"
     elif path.suffix.lower() == ".tar":
         files, kind = scan_tar(path), "tar"
     else:
         raise PackError(f"{path}: SOURCE must be a folder, a .tar archive, or a .csv/.parquet list")
+    files, bad_names = utf8_names(files)
+    _refuse_or_skip_names(bad_names, on_error)
     if labels is not None:
         items, cls = label_val(files, labels, synsets_file=synsets, classes=classes)
-        return items, cls, f"{kind}+labels"
+        return items, cls, f"{kind}+labels", bad_names
     if kind == "folder":
-        _check_no_empty_class(path, files, follow_symlinks)
+        _check_no_empty_class(path, files, follow_symlinks, loops)
     items, cls = label_by_folder(files, classes=classes)
-    return items, cls, kind
+    return items, cls, kind, bad_names
 
 
-def _check_no_empty_class(root: Path, files: list[Any], follow_symlinks: bool) -> None:
+def _refuse_or_skip_names(bad: list[tuple[str, str]], on_error: str) -> None:
+    """Files with non-UTF-8 names: a :class:`PackError` naming them (``on_error="fail"``), else one warning each."""
+    if bad and on_error == "fail":
+        shown = "; ".join(p for p, _ in bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise PackError(
+            f"{len(bad)} source file name(s) not valid UTF-8 (sample keys are UTF-8 text): {shown}; rename them "
+            "(e.g. with convmv), or pass --on-error skip to leave them out",
+            bad,
+        )
+    for p, why in bad:
+        log.warning("skipped %s: %s", p, why)
+
+
+def _check_no_empty_class(root: Path, files: list[Any], follow_symlinks: bool, loops: list[str]) -> None:
     """An ImageFolder class folder without images is an error, as in torchvision (its class would silently get
-    no label index here, shifting every later class's index against a torchvision run over the same folder)."""
+    no label index here, shifting every later class's index against a torchvision run over the same folder).
+    A symlink loop and a folder whose name is not UTF-8 (its files were skipped) are no class folders."""
     with_images = {f.relpath.split("/", 1)[0] for f in files if "/" in f.relpath}
-    folders = [e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=follow_symlinks)]
+    folders = [
+        e.name
+        for e in os.scandir(root)
+        if e.is_dir(follow_symlinks=follow_symlinks) and e.path not in loops and e.name == printable(e.name)
+    ]
     empty = sorted(name for name in folders if name not in with_images)
     if empty:
         raise PackError(
@@ -151,9 +193,12 @@ def _run(
         if workers <= 1:
             init_worker(counters)
             results = []
-            for job in jobs:
-                results.append(run_job(job, output, storage_options, options, retry))
-                tick()
+            try:
+                for job in jobs:
+                    results.append(run_job(job, output, storage_options, options, retry))
+                    tick()
+            finally:
+                close_writers()
             init_worker(None)
             return results
         init = (counters, os.getpid())  # a worker ends when this process dies (no orphans after kill -9)
@@ -174,8 +219,9 @@ def _run(
         bar.close()
 
 
-def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult]) -> str:
-    """Writes the Parquet sample index; returns its sha256 (hex) for the manifest."""
+def _write_index(writer: Writer, jobs: list[ShardJob], results: list[ShardResult]) -> str:
+    """Writes the Parquet sample index (after its record, the proof that pack wrote it); returns its sha256 (hex)
+    for the manifest."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -200,8 +246,10 @@ def _write_index(store: Store, jobs: list[ShardJob], results: list[ShardResult])
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
-    store.write_bytes(INDEX_NAME, data)
-    return hashlib.sha256(data).hexdigest()
+    sha256 = hashlib.sha256(data).hexdigest()
+    writer.write_bytes(INDEX_RECORD, json.dumps({"sha256": sha256, "size": len(data)}).encode())
+    writer.write_bytes(INDEX_NAME, data)
+    return sha256
 
 
 def _check_output(output: str | os.PathLike[str]) -> None:
@@ -240,14 +288,16 @@ def pack(
         classes: Class names fixing the label indices (e.g. the train dataset's, for a validation set).
         storage_options: fsspec options for ``output``.
         overwrite: Replace an existing dataset packed with different input or options, and pack into an output
-            that holds files pack did not create (refused otherwise, naming a few; pack never deletes them).
+            that holds files pack did not create (refused otherwise, naming a few; pack never deletes or replaces
+            them, and logs them). Pack deletes or replaces only files its own records name with their current
+            size (:mod:`dataio.pack.output`); ``shards/`` or ``.dataio-pack/`` being a symlink is always refused.
         progress: Show a progress bar (samples/s and MB/s).
         retry: How uploads to a URL retry transient failures (default :class:`~dataio.storage.RetryPolicy`:
             about two minutes per upload, enough for a server restart).
 
     Raises:
-        PackError: if the source is unusable, the output holds foreign files (without ``overwrite``), or
-            (``on_error="fail"``) naming every unreadable image.
+        PackError: if the source is unusable, the output holds foreign files (without ``overwrite``) or one at a
+            name the plan must write, or (``on_error="fail"``) naming every unreadable image or non-UTF-8 file name.
     """
     options = options or PackOptions()
     t0 = time.perf_counter()
@@ -256,29 +306,28 @@ def pack(
     if is_url(out):
         sweep_stale()  # upload files staged by killed packs
     store = open_store(out, storage_options, retry=retry)
-    if not overwrite:
-        check_no_foreign_files(store)
-    items, cls, kind = collect_items(
-        source, labels=labels, synsets=synsets, classes=classes, follow_symlinks=options.follow_symlinks
-    )
+    check_folders(store)
+    ledger = read_ledger(store)
+    check_no_foreign_files(store, ledger, overwrite)
+    writer = writer_for(store)
+    items, cls, kind, name_skips = _collect(source, labels, synsets, classes, options.follow_symlinks, options.on_error)
     _check_unique(items)
     items = order_items(items, options)
     jobs = plan_shards(items, options, _size_ratio(items, options) if options.reencodes else 1.0)
     plan_hash = hashlib.sha256("".join(j.plan_hash for j in jobs).encode() + repr(cls).encode()).hexdigest()
-    if store.exists(MANIFEST_NAME):
-        old = Manifest.loads(store.read(MANIFEST_NAME), store.url(MANIFEST_NAME))
-        if old.extra.get("plan_hash") != plan_hash:
-            if not overwrite:
-                raise PackError(f"{store.url(MANIFEST_NAME)} holds a different dataset; pass overwrite to replace it")
-            store.delete(MANIFEST_NAME)
-    tidy(store, {j.path for j in jobs})
+    old = ledger.manifest
+    if old is not None and old.extra.get("plan_hash") != plan_hash:
+        if not overwrite:
+            raise PackError(f"{store.url(MANIFEST_NAME)} holds a different dataset; pass overwrite to replace it")
+        writer.delete(MANIFEST_NAME)
+    tidy(store, writer, ledger, jobs, keep_index=old is not None and old.extra.get("plan_hash") == plan_hash)
     results = _run(jobs, out, storage_options, options, store, len(items), progress, retry)
     bad = [b for r in results for b in r.bad]
     if bad:
         lines = "\n".join(f"  {p}: {why}" for p, why in bad)
         raise PackError(f"{len(bad)} unreadable images (rerun with --on-error skip to leave them out):\n{lines}", bad)
-    index_sha256 = _write_index(store, jobs, results)
-    skipped = tuple((p, why) for r in results for p, why in r.skipped)
+    index_sha256 = _write_index(writer, jobs, results)
+    skipped = (*name_skips, *((p, why) for r in results for p, why in r.skipped))
     manifest = Manifest(
         schema=IMAGE_SCHEMA,
         shards=tuple(
@@ -292,7 +341,8 @@ def pack(
         skipped=tuple({"path": p, "reason": why} for p, why in skipped),
         extra={"plan_hash": plan_hash, "source_kind": kind, "pack_options": options.byte_options()},
     )
-    store.write_bytes(MANIFEST_NAME, manifest.dumps())
+    writer.write_bytes(MANIFEST_NAME, manifest.dumps())
+    finish(store, writer)
     return PackReport(
         output=out,
         num_samples=manifest.num_samples,

@@ -31,10 +31,12 @@ class PackOptions:
         seed: Seed of the ``shuffled`` order.
         max_size: Re-encode: shrink the long side to this many pixels.
         quality: Re-encode: JPEG quality.
-        on_error: ``"fail"`` (list every unreadable image and write no manifest) or ``"skip"``.
+        on_error: ``"fail"`` (list every unreadable image, or file name that is not UTF-8, and write no manifest)
+            or ``"skip"`` (leave them out, each recorded in the manifest's ``skipped`` and named in a warning).
         workers: Parallel processes (does not change any byte).
         follow_symlinks: Read symlinked files and folders of the source (default: refuse them, naming each).
-            FIFOs, devices and sockets are refused either way.
+            A link leading back to a folder above it (a loop) is not followed, and named in a warning. FIFOs,
+            devices and sockets are refused either way.
     """
 
     shard_size: int = 256 * 10**6

@@ -3,10 +3,16 @@
 Every source becomes a list of :class:`RawFile` — a relative name plus a byte range of a local file — so a
 sample inside a tar archive is read with one ``pread`` at its offset: nothing is extracted to disk, and
 several worker processes can read one archive at once.
+
+A sample's key is its relative name, stored as UTF-8 text: :func:`utf8_names` sets apart the files whose names
+are not UTF-8 (Python lists them with surrogate escapes, which no UTF-8 text holds), each named with its bytes
+shown as ``\\xff`` escapes (:func:`printable`), for pack to refuse or skip.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import stat
 import tarfile
@@ -16,7 +22,23 @@ from typing import BinaryIO
 
 from dataio.errors import PackError
 
-__all__ = ["IMG_EXTENSIONS", "RawFile", "is_image_name", "refuse_special", "scan_folder", "scan_tar", "special_reason"]
+__all__ = [
+    "IMG_EXTENSIONS",
+    "NOT_UTF8",
+    "RawFile",
+    "display_path",
+    "is_image_name",
+    "printable",
+    "refuse_special",
+    "scan_folder",
+    "scan_tar",
+    "special_reason",
+    "utf8_names",
+]
+
+log = logging.getLogger("dataio.pack")
+#: Why a file with a non-UTF-8 name is refused or skipped.
+NOT_UTF8 = "file name is not valid UTF-8 (sample keys are UTF-8 text): rename it, e.g. with convmv"
 
 #: The extensions torchvision's ImageFolder accepts (compared case-insensitively).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -76,12 +98,76 @@ def refuse_special(refused: list[tuple[str, str]]) -> None:
     raise PackError(f"{len(refused)} source files refused: {shown}{more}{hint}", refused)
 
 
-def scan_folder(root: str | os.PathLike[str], *, follow_symlinks: bool = False) -> list[RawFile]:
+def printable(path: str) -> str:
+    """``path`` with the bytes of a non-UTF-8 name shown as ``\\xff`` escapes (as text any log or JSON holds)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def display_path(path: str, offset: int, name: str) -> str:
+    """How pack names a source file in errors, warnings and the manifest's ``skipped``: its path, or
+    ``archive:member`` for a member of a tar archive (``offset > 0``), printable (:func:`printable`)."""
+    return printable(path if offset == 0 else f"{path}:{name}")
+
+
+def utf8_names(files: list[RawFile]) -> tuple[list[RawFile], list[tuple[str, str]]]:
+    """Splits ``files`` into those with UTF-8 names and ``(printable path, reason)`` of the others."""
+    ok: list[RawFile] = []
+    bad: list[tuple[str, str]] = []
+    for f in files:
+        try:
+            f.relpath.encode()
+        except UnicodeEncodeError:
+            bad.append((display_path(f.path, f.offset, f.relpath), NOT_UTF8))
+            continue
+        ok.append(f)
+    return ok, bad
+
+
+def _prune_loops(dirpath: str, dirs: list[str], above: dict[str, frozenset[tuple[int, int]]], loops: list[str]) -> None:
+    """Drops from ``dirs`` (in place, so ``os.walk`` does not descend) every folder that is ``dirpath`` or one of
+    the folders above it, by (device, inode): a symlink loop. ``above`` maps each folder still to be walked to the
+    identities of the folders on its path."""
+    st = os.stat(dirpath)
+    mine = above.pop(dirpath, frozenset()) | {(st.st_dev, st.st_ino)}
+    keep = []
+    for d in dirs:
+        path = os.path.join(dirpath, d)
+        try:
+            st = os.stat(path)
+        except OSError:  # gone or turned into a loop since os.walk listed it
+            st = None
+        if st is None or (st.st_dev, st.st_ino) in mine:
+            loops.append(path)
+            log.warning("%s: a symbolic link loop (it leads back to a folder above it); not followed", printable(path))
+            continue
+        above[path] = mine
+        keep.append(d)
+    dirs[:] = keep
+
+
+def _stat_size(path: str, loops: list[str], refused: list[tuple[str, str]]) -> int | None:
+    """Size of the source file ``path``, or ``None`` after recording why it cannot be read (a loop, or a dangling
+    link: what a followed link points at may be gone)."""
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            loops.append(path)
+            log.warning("%s: a symbolic link loop; not followed", printable(path))
+        else:
+            refused.append((path, f"cannot be read ({exc.strerror}); a dangling symbolic link?"))
+        return None
+
+
+def scan_folder(
+    root: str | os.PathLike[str], *, follow_symlinks: bool = False, loops: list[str] | None = None
+) -> list[RawFile]:
     """Lists every image file below ``root``.
 
     Symlinked files and folders below ``root`` are refused unless ``follow_symlinks`` (then followed, like
-    torchvision's ImageFolder); FIFOs, devices and sockets with image names are always refused. ``root`` itself
-    may be a symlink.
+    torchvision's ImageFolder, except that a link leading back to a folder above it — a loop, recognised by
+    (device, inode) — is not followed, logged as a warning and appended to ``loops``); FIFOs, devices and sockets
+    with image names are always refused. ``root`` itself may be a symlink.
 
     Raises:
         PackError: naming every refused path (``bad_items``), or if ``root`` is not a directory.
@@ -91,9 +177,13 @@ def scan_folder(root: str | os.PathLike[str], *, follow_symlinks: bool = False) 
         raise PackError(f"{base}: not a directory")
     out = []
     refused: list[tuple[str, str]] = []
+    loops = [] if loops is None else loops
+    above: dict[str, frozenset[tuple[int, int]]] = {}
     for dirpath, dirs, files in os.walk(base, followlinks=follow_symlinks):
         rel_dir = Path(dirpath).relative_to(base).as_posix()
-        if not follow_symlinks:
+        if follow_symlinks:
+            _prune_loops(dirpath, dirs, above, loops)
+        else:
             refused += [
                 (os.path.join(dirpath, d), "is a symbolic link")
                 for d in dirs
@@ -106,9 +196,11 @@ def scan_folder(root: str | os.PathLike[str], *, follow_symlinks: bool = False) 
                 if reason is not None:
                     refused.append((path, reason))
                     continue
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-                out.append(RawFile(rel, path, 0, os.stat(path).st_size))
-    refuse_special(sorted(refused))
+                size = _stat_size(path, loops, refused)
+                if size is not None:
+                    rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                    out.append(RawFile(rel, path, 0, size))
+    refuse_special(sorted((printable(p), r) for p, r in refused))
     return out
 
 

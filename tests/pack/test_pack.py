@@ -33,8 +33,11 @@ def torchvision_imagefolder(root: Path) -> list[tuple[str, int]]:
 
 
 def dataset_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".dataio-pack" not in p.parts}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".dataio-pack" not in p.parts
+    }
 
 
 def test_labels_and_order_match_torchvision_imagefolder(synth_dir: Path, tmp_path: Path) -> None:
@@ -133,20 +136,21 @@ def test_killed_pack_resumes_to_identical_bytes(synth_dir: Path, tmp_path: Path)
             proc.kill()
     assert shards and not (out / "manifest.json").exists()
     assert any(p.name.endswith(tuple("0123456789abcdef")) and ".tmp-" in p.name for p in (out / "shards").iterdir())
+    assert list((out / ".dataio-pack").glob("temps-*.log"))  # the journal naming those temp files: pack's proof
     blocked.unlink()
     (src / "zzz-last").rmdir()
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert " reused)" in done.stdout and not done.stdout.endswith("0 reused)\n"), done.stdout
     pack(synth_dir, tmp_path / "straight", PackOptions(shard_size=parse_size("120KB")))
     assert dataset_files(out) == dataset_files(tmp_path / "straight")
-    assert not [p for p in (out / "shards").iterdir() if ".tmp-" in p.name]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name or p.name.startswith("temps-")]
 
 
 def corrupt_copy(synth_dir: Path, dst: Path) -> list[Path]:
     shutil.copytree(synth_dir, dst)
     classes = sorted(dst.iterdir())
     victims = [next(classes[0].glob("*.JPEG")), sorted(classes[2].glob("*.JPEG"))[-1]]
-    victims[0].write_bytes(victims[0].read_bytes()[: 3000])  # truncated download
+    victims[0].write_bytes(victims[0].read_bytes()[:3000])  # truncated download
     victims[1].write_bytes(b"")  # empty file
     text = classes[1] / "readme.jpg"
     text.write_text("this is not a JPEG")
@@ -224,8 +228,10 @@ def test_pack_to_an_fsspec_url(synth_dir: Path, packed: Path) -> None:
         assert remote[i] == local[i]
 
 
-@pytest.mark.parametrize(("text", "value"), [("256MB", 256 * 10**6), ("8MB", 8 * 10**6), ("1GiB", 2**30),
-                                             ("4096", 4096), ("1.5KiB", 1536), ("64k", 65536)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("256MB", 256 * 10**6), ("8MB", 8 * 10**6), ("1GiB", 2**30), ("4096", 4096), ("1.5KiB", 1536), ("64k", 65536)],
+)
 def test_parse_size(text: str, value: int) -> None:
     assert parse_size(text) == value
 

@@ -58,20 +58,49 @@ def test_overwrite_packs_beside_foreign_files_and_never_deletes_them(synth_dir: 
     assert {f"shards/{p.name}" for p in (out / "shards").glob("shard-*.dio")} == shards
 
 
-def test_pack_s_own_files_are_not_foreign_so_a_rerun_needs_no_overwrite(synth_dir: Path, packed: Path,
-                                                                        tmp_path: Path) -> None:
+# Leaves temp files the way a killed pack does: each opened through pack's own writer, then SIGKILL.
+_KILLED_WRITER = """
+import os, signal, sys
+from dataio.pack.owned_dir import OwnedDir
+out, held = OwnedDir(sys.argv[1]), []
+for path in sys.argv[2:]:
+    held.append(out.open_atomic(path))
+    held[-1].__enter__().write(b"half a file")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_pack_s_own_files_are_not_foreign_so_a_rerun_needs_no_overwrite(
+    synth_dir: Path, packed: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "ds"
     shutil.copytree(packed, out)
     (out / "manifest.json").unlink()  # an unfinished pack, with temp files of killed writers
-    (out / "shards" / ".shard-00001.dio.tmp-123-0123abcd").write_bytes(b"half a shard")
-    (out / ".manifest.json.tmp-123-89abcdef").write_bytes(b"{")
+    env = {**os.environ, "PYTHONPATH": str(Path(dataio.__file__).parents[1])}
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_WRITER,
+            str(out),
+            "shards/shard-00001.dio",
+            "manifest.json",
+            ".dataio-pack/index.parquet.json",
+        ],
+        env=env,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list(out.rglob(".*.tmp-*"))) == 3
     report = pack(synth_dir, out, PackOptions(shard_size=400_000))
     assert report.reused_shards == report.num_shards
     assert not list(out.rglob(".*.tmp-*"))
+    assert not list((out / ".dataio-pack").glob("temps-*"))  # the journals go with their temp files
 
 
-def test_the_cli_refuses_foreign_files_and_documents_overwrite(synth_dir: Path, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_refuses_foreign_files_and_documents_overwrite(
+    synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     _plant(out)
     assert main(["pack", str(synth_dir), str(out), "--no-progress"]) == 2
@@ -157,8 +186,18 @@ def test_killing_pack_ends_its_workers(synth_dir: Path, tmp_path: Path, sig: sig
     shutil.copy(next(synth_dir.rglob("*.JPEG")), blocked)
     script = tmp_path / "blocking_pack.py"
     script.write_text(_BLOCKING_PACK)
-    cmd = [sys.executable, str(script), "pack", str(src), str(tmp_path / "out"), "--workers", "2",
-           "--shard-size", "120KB", "--no-progress"]
+    cmd = [
+        sys.executable,
+        str(script),
+        "pack",
+        str(src),
+        str(tmp_path / "out"),
+        "--workers",
+        "2",
+        "--shard-size",
+        "120KB",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(dataio.__file__).parents[1])}  # this checkout's dataio
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     family: dict[int, str] = {}
