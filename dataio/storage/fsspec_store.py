@@ -26,7 +26,9 @@ from typing import Any, BinaryIO
 from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
+from dataio.storage.log_filter import guard_client_logs, install_filter
 from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
+from dataio.storage.secrets import scrub_chain, secrets_of
 from dataio.storage.staging import staged_file
 from dataio.storage.streams import RangeStream
 
@@ -116,8 +118,14 @@ class FsspecStore(Store):
         self._protocol = protocol
         self._options = dict(storage_options or {})
         self._retry = retry or RetryPolicy()
+        self._secrets = secrets_of(self._options)
+        self._logs_guarded = False  # set after the first request (the client's lazily imported loggers exist)
+        guard_client_logs(self, self._secrets)
         self.retries = 0  # transient failures retried so far (approximate under threads)
-        self._client, prefix = self._connect()
+        try:
+            self._client, prefix = self._connect()
+        except Exception as exc:
+            raise scrub_chain(exc, self._secrets) from exc.__cause__
         self._prefix = prefix.rstrip("/")
         self.shared_between_processes = protocol not in ("memory",)
         on_fork_child(self)
@@ -157,8 +165,16 @@ class FsspecStore(Store):
             return call_with_retry(fn, self._retry, lambda: where, on_retry=count, fix=fix)
         except Exception as exc:
             if isinstance(exc, StorageError):
-                raise
-            raise storage_error(exc, where) from exc
+                raise scrub_chain(exc, self._secrets) from exc.__cause__
+            raise scrub_chain(storage_error(exc, where), self._secrets) from exc
+        finally:
+            if not self._logs_guarded:
+                self._guard_logs_once()
+
+    def _guard_logs_once(self) -> None:
+        if not self._logs_guarded:
+            self._logs_guarded = True
+            install_filter()
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         where = f"{self.url(path)} [{offset}, +{length})"

@@ -35,6 +35,7 @@ from dataio.storage.base import StorageError, Store, storage_error
 from dataio.storage.fsspec_store import UPLOAD_FIX
 from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
 from dataio.storage.s3_client import obstore_settings
+from dataio.storage.secrets import scrub_chain, scrub_text, secrets_of
 from dataio.storage.staging import staged_file
 from dataio.storage.streams import RangeStream
 
@@ -71,9 +72,7 @@ def translate_error(exc: BaseException, secrets: Sequence[str] = ()) -> BaseExce
     code, message = _S3_CODE.search(text), _S3_MESSAGE.search(text)
     if code:
         first += f" ({code.group(1)}" + (f": {message.group(1)})" if message else ")")
-    for secret in secrets:
-        if secret:
-            first = first.replace(secret, "***")
+    first = scrub_text(first, secrets)
     name = type(exc).__name__
     if isinstance(exc, FileNotFoundError) or name == "NotFoundError":
         return FileNotFoundError(first)
@@ -143,7 +142,16 @@ class ObstoreStore(Store):
         self._prefix = prefix.strip("/")
         self._options = {k: v for k, v in dict(storage_options or {}).items() if k != "client"}
         self._settings = obstore_settings(self._options)
-        self._secrets = tuple(str(self._settings.config[k]) for k in _SECRET_KEYS if self._settings.config.get(k))
+        self._secrets = tuple(
+            sorted(
+                {
+                    *secrets_of(self._options),
+                    *(str(self._settings.config[k]) for k in _SECRET_KEYS if self._settings.config.get(k)),
+                },
+                key=len,
+                reverse=True,
+            )
+        )
         self._retry = retry or RetryPolicy()
         self.retries = 0  # transient failures retried so far (approximate under threads)
         self._reason = "obstore is installed"
@@ -195,7 +203,8 @@ class ObstoreStore(Store):
             )
         except Exception as exc:
             err = translate_error(exc, self._secrets)
-            raise storage_error(OSError(f"cannot configure the S3 client: {err}"), self._url) from None
+            failure = storage_error(OSError(f"cannot configure the S3 client: {err}"), self._url)
+            raise scrub_chain(failure, self._secrets) from None
 
     @property
     def _store(self) -> Any:
@@ -240,10 +249,10 @@ class ObstoreStore(Store):
 
         try:
             return call_with_retry(attempt, self._retry, describe, on_retry=count, fix=fix)
-        except StorageError:
-            raise
+        except StorageError as exc:
+            raise scrub_chain(exc, secrets) from exc.__cause__
         except Exception as exc:
-            raise storage_error(exc, describe()) from None
+            raise scrub_chain(storage_error(exc, describe()), secrets) from None
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         return self.read_ranges(path, [(offset, length)])[0]
