@@ -27,7 +27,8 @@ from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
 from dataio.storage.log_filter import guard_client_logs, install_filter
-from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
+from dataio.storage.redirects import RedirectRefused, guarded_session_class
+from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry, chain
 from dataio.storage.secrets import scrub_chain, secrets_of
 from dataio.storage.staging import staged_file
 from dataio.storage.streams import RangeStream
@@ -62,6 +63,7 @@ def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("connect_timeout", 10)
     config.setdefault("read_timeout", 30)
     config.setdefault("max_pool_connections", 128)
+    config.setdefault("http_session_cls", guarded_session_class())  # no redirect to another host
     out["config_kwargs"] = config
     return out
 
@@ -166,7 +168,8 @@ class FsspecStore(Store):
         except Exception as exc:
             if isinstance(exc, StorageError):
                 raise scrub_chain(exc, self._secrets) from exc.__cause__
-            raise scrub_chain(storage_error(exc, where), self._secrets) from exc
+            refused = next((e for e in chain(exc) if isinstance(e, RedirectRefused)), None)
+            raise scrub_chain(storage_error(refused or exc, where), self._secrets) from exc
         finally:
             if not self._logs_guarded:
                 self._guard_logs_once()

@@ -33,9 +33,10 @@ from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
 from dataio.storage.fsspec_store import UPLOAD_FIX
+from dataio.storage.redirects import obstore_guard, refused_redirect
 from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
 from dataio.storage.s3_client import obstore_settings
-from dataio.storage.secrets import scrub_chain, scrub_text, secrets_of
+from dataio.storage.secrets import scrub_chain, scrub_text, secrets_of, without_userinfo
 from dataio.storage.staging import staged_file
 from dataio.storage.streams import RangeStream
 
@@ -60,13 +61,18 @@ class ServerError(OSError):
         self.status = status
 
 
-def translate_error(exc: BaseException, secrets: Sequence[str] = ()) -> BaseException:
+def translate_error(exc: BaseException, secrets: Sequence[str] = (), endpoint: str | None = None) -> BaseException:
     """The exception :func:`~dataio.storage.retry.is_transient` classifies for obstore's ``exc``.
 
     Its message is obstore's first line (what failed, where, the status) with every string of ``secrets``
-    removed; obstore's multi-line debug dump is left out.
+    removed; obstore's multi-line debug dump is left out. A redirect to another host that the guard refused
+    (:mod:`dataio.storage.redirects`) becomes :class:`~dataio.storage.redirects.RedirectRefused` naming
+    ``endpoint``.
     """
     text = str(exc)
+    refused = refused_redirect(text, endpoint)
+    if refused is not None:
+        return refused
     first = text.split("\n\nDebug source")[0].strip().splitlines()[0] if text.strip() else type(exc).__name__
     first = first.split(": <?xml")[0].rstrip(": ")
     code, message = _S3_CODE.search(text), _S3_MESSAGE.search(text)
@@ -152,6 +158,8 @@ class ObstoreStore(Store):
                 reverse=True,
             )
         )
+        endpoint = self._settings.config.get("endpoint")
+        self._endpoint = without_userinfo(str(endpoint)) if endpoint else None
         self._retry = retry or RetryPolicy()
         self.retries = 0  # transient failures retried so far (approximate under threads)
         self._reason = "obstore is installed"
@@ -198,7 +206,7 @@ class ObstoreStore(Store):
             return S3Store(
                 self._bucket,
                 config=dict(self._settings.config),
-                client_options=dict(self._settings.client_options),
+                client_options={**self._settings.client_options, **obstore_guard(self._endpoint)},
                 retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=1)},
             )
         except Exception as exc:
@@ -235,14 +243,14 @@ class ObstoreStore(Store):
 
     def _call(self, fn: Any, where: str | Callable[[], str], fix: str = RETRY_FIX) -> Any:
         """Runs ``fn`` under the retry policy; ``where`` (or the string it returns) names the object and range."""
-        secrets = self._secrets
+        secrets, endpoint = self._secrets, self._endpoint
         describe = where if callable(where) else (lambda: where)
 
         def attempt() -> Any:
             try:
                 return fn()
             except Exception as exc:
-                raise translate_error(exc, secrets) from None
+                raise translate_error(exc, secrets, endpoint) from None
 
         def count(_: BaseException) -> None:
             self.retries += 1

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["RetryPolicy", "call_with_retry", "is_transient"]
+__all__ = ["RetryPolicy", "call_with_retry", "chain", "is_transient"]
 
 T = TypeVar("T")
 
@@ -146,7 +146,8 @@ def _text(exc: BaseException) -> str:
         return ""
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -158,7 +159,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying the operation that raised ``exc`` may succeed."""
     transient = False
-    for e in _chain(exc):
+    for e in chain(exc):
+        if getattr(e, "dataio_permanent", False):
+            return False  # dataio's own verdict (a refused redirect), whatever a client wrapped it in
         codes = _codes(e)
         if codes & _TRANSIENT_CODES or any(c.isdigit() and 500 <= int(c) <= 599 for c in codes):
             transient = True  # a named throttling/timeout code wins over its HTTP status (RequestTimeout is a 400)
