@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
+from dataio.storage.deadline import timed_s3_range
 from dataio.storage.log_filter import guard_client_logs, install_filter
 from dataio.storage.redirects import RedirectRefused, guarded_session_class
 from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry, chain
@@ -181,7 +183,16 @@ class FsspecStore(Store):
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         where = f"{self.url(path)} [{offset}, +{length})"
-        data = self._call(lambda: self._fs.cat_file(self._path(path), start=offset, end=offset + length), where)
+        if self._protocol in ("s3", "s3a"):  # the body read under the policy's deadline (see deadline.py)
+            started = time.monotonic()
+
+            def attempt() -> bytes:
+                limit = self._retry.attempt_limit(length, time.monotonic() - started)
+                return timed_s3_range(self._fs, self._path(path), offset, length, limit, where)
+
+            data = self._call(attempt, where)
+        else:
+            data = self._call(lambda: self._fs.cat_file(self._path(path), start=offset, end=offset + length), where)
         if len(data) == length + 1 and self._protocol == "oss":
             data = data[:length]  # ossfs hands `end` to oss2 as an inclusive bound: one byte too many
         if len(data) != length:
