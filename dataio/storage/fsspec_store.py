@@ -65,7 +65,8 @@ def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("connect_timeout", 10)
     config.setdefault("read_timeout", 30)
     config.setdefault("max_pool_connections", 128)
-    config.setdefault("http_session_cls", guarded_session_class())  # no redirect to another host
+    if (guarded := guarded_session_class()) is not None:
+        config.setdefault("http_session_cls", guarded)  # no redirect to another host (redirects.py)
     out["config_kwargs"] = config
     return out
 

@@ -89,12 +89,16 @@ def _trace_config() -> Any:
 _session_class: type | None = None
 
 
-def guarded_session_class() -> type:
-    """The aiobotocore ``http_session_cls`` whose aiohttp sessions refuse redirects to another host."""
+def guarded_session_class() -> type | None:
+    """The aiobotocore ``http_session_cls`` whose aiohttp sessions refuse redirects to another host (None when
+    aiobotocore is not installed: opening the store then fails with fsspec's message naming the extra)."""
     global _session_class
     if _session_class is not None:
         return _session_class
-    from aiobotocore.httpsession import AIOHTTPSession
+    try:
+        from aiobotocore.httpsession import AIOHTTPSession
+    except ImportError:
+        return None
 
     trace = _trace_config()
 
