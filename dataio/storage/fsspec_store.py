@@ -20,13 +20,18 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
-from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
+from dataio.storage.deadline import timed_s3_range
+from dataio.storage.log_filter import guard_client_logs, install_filter
+from dataio.storage.redirects import RedirectRefused, guarded_session_class
+from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry, chain
+from dataio.storage.secrets import scrub_chain, secrets_of
 from dataio.storage.staging import staged_file
 from dataio.storage.streams import RangeStream
 
@@ -60,6 +65,8 @@ def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("connect_timeout", 10)
     config.setdefault("read_timeout", 30)
     config.setdefault("max_pool_connections", 128)
+    if (guarded := guarded_session_class()) is not None:
+        config.setdefault("http_session_cls", guarded)  # no redirect to another host (redirects.py)
     out["config_kwargs"] = config
     return out
 
@@ -116,8 +123,14 @@ class FsspecStore(Store):
         self._protocol = protocol
         self._options = dict(storage_options or {})
         self._retry = retry or RetryPolicy()
+        self._secrets = secrets_of(self._options)
+        self._logs_guarded = False  # set after the first request (the client's lazily imported loggers exist)
+        guard_client_logs(self, self._secrets)
         self.retries = 0  # transient failures retried so far (approximate under threads)
-        self._client, prefix = self._connect()
+        try:
+            self._client, prefix = self._connect()
+        except Exception as exc:
+            raise scrub_chain(exc, self._secrets) from exc.__cause__
         self._prefix = prefix.rstrip("/")
         self.shared_between_processes = protocol not in ("memory",)
         on_fork_child(self)
@@ -157,12 +170,30 @@ class FsspecStore(Store):
             return call_with_retry(fn, self._retry, lambda: where, on_retry=count, fix=fix)
         except Exception as exc:
             if isinstance(exc, StorageError):
-                raise
-            raise storage_error(exc, where) from exc
+                raise scrub_chain(exc, self._secrets) from exc.__cause__
+            refused = next((e for e in chain(exc) if isinstance(e, RedirectRefused)), None)
+            raise scrub_chain(storage_error(refused or exc, where), self._secrets) from exc
+        finally:
+            if not self._logs_guarded:
+                self._guard_logs_once()
+
+    def _guard_logs_once(self) -> None:
+        if not self._logs_guarded:
+            self._logs_guarded = True
+            install_filter()
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         where = f"{self.url(path)} [{offset}, +{length})"
-        data = self._call(lambda: self._fs.cat_file(self._path(path), start=offset, end=offset + length), where)
+        if self._protocol in ("s3", "s3a"):  # the body read under the policy's deadline (see deadline.py)
+            started = time.monotonic()
+
+            def attempt() -> bytes:
+                limit = self._retry.attempt_limit(length, time.monotonic() - started)
+                return timed_s3_range(self._fs, self._path(path), offset, length, limit, where)
+
+            data = self._call(attempt, where)
+        else:
+            data = self._call(lambda: self._fs.cat_file(self._path(path), start=offset, end=offset + length), where)
         if len(data) == length + 1 and self._protocol == "oss":
             data = data[:length]  # ossfs hands `end` to oss2 as an inclusive bound: one byte too many
         if len(data) != length:

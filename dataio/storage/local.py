@@ -13,6 +13,11 @@ may be a symlink: it is what the user named.
 
 A forked child keeps the inherited descriptors (``pread`` has no shared file position, so parent and child may
 both read through them) with a fresh lock; a pickled copy opens its own.
+
+``close()`` is final: every read after it (``read_range``, ``read``, ``read_limited``, ``size``, ``exists``,
+``open_stream``) raises :class:`~dataio.errors.ClosedError` naming the store, and no file is opened again. The
+reads in flight finish first: a :class:`~dataio.gate.ReadGate` counts them and the descriptors are closed only
+when the last has left (never under a ``pread``, so no read meets a closed or reused descriptor number).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import BinaryIO
 
 from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
+from dataio.gate import ReadGate
 from dataio.storage.base import StorageError, Store, UnsafeFileError, storage_error
 
 __all__ = ["LocalStore", "open_regular", "pread_full"]
@@ -50,6 +56,8 @@ def pread_full(fd: int, length: int, offset: int) -> bytes:
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CHECK_SIZE_ABOVE = 1 << 24
+#: Seconds ``close()`` waits for reads in flight; later, the last of them closes the descriptors.
+_CLOSE_WAIT_S = 30.0
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
 
@@ -124,11 +132,13 @@ class LocalStore(Store):
         self._fsync = fsync
         self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._gate = ReadGate(f"store {text}")
         self._finalizer = weakref.finalize(self, _close_all, self._fds)
         on_fork_child(self)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()  # a parent thread may have held it at the fork
+        self._gate.after_fork_in_child()
 
     @property
     def root(self) -> str:
@@ -149,6 +159,10 @@ class LocalStore(Store):
             return fd
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
+        with self._gate.reading():
+            return self._read_range(path, offset, length)
+
+    def _read_range(self, path: str, offset: int, length: int) -> bytes:
         try:
             fd = self._fd(path)
             if length > _CHECK_SIZE_ABOVE:  # a length from a hostile manifest must not become one huge buffer
@@ -174,13 +188,14 @@ class LocalStore(Store):
             return f.read()
 
     def read_limited(self, path: str, limit: int) -> bytes | None:
-        with self.open_stream(path) as f:
+        with self._gate.reading(), self.open_stream(path) as f:
             if os.fstat(f.fileno()).st_size > limit:
                 return None
             data = f.read(limit + 1)  # the file may have grown since the fstat
         return data if len(data) <= limit else None
 
     def size(self, path: str) -> int:
+        self._gate.check()
         fd = open_regular(self._dir, path)
         try:
             return os.fstat(fd).st_size
@@ -188,6 +203,7 @@ class LocalStore(Store):
             os.close(fd)
 
     def exists(self, path: str) -> bool:
+        self._gate.check()
         return self._path(path).exists()
 
     def delete(self, path: str) -> None:
@@ -232,9 +248,16 @@ class LocalStore(Store):
                 tmp.unlink()
 
     def open_stream(self, path: str) -> BinaryIO:
+        """A file object of its own (its descriptor is the caller's to close); refused after :meth:`close`."""
+        self._gate.check()
         return os.fdopen(open_regular(self._dir, path), "rb")
 
     def close(self) -> None:
+        """Refuses reads from now on and closes the cached descriptors once the reads in flight have left
+        (see the module docstring). Idempotent."""
+        self._gate.close(self._release, _CLOSE_WAIT_S)
+
+    def _release(self) -> None:
         with self._lock:
             _close_all(self._fds)
 

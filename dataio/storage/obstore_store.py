@@ -23,7 +23,7 @@ import contextlib
 import io
 import logging
 import os
-import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -32,9 +32,13 @@ from typing import Any, BinaryIO
 from dataio._forksafe import on_fork_child
 from dataio.format.manifest import check_relative_path
 from dataio.storage.base import StorageError, Store, storage_error
+from dataio.storage.deadline import slow_body
 from dataio.storage.fsspec_store import UPLOAD_FIX
+from dataio.storage.obstore_errors import ServerError, translate_error
+from dataio.storage.redirects import obstore_guard
 from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
 from dataio.storage.s3_client import obstore_settings
+from dataio.storage.secrets import scrub_chain, secrets_of, without_userinfo
 from dataio.storage.staging import staged_file
 from dataio.storage.streams import RangeStream
 
@@ -44,50 +48,7 @@ _log = logging.getLogger(__name__)
 _STREAM_CHUNK = 4 << 20
 #: Objects up to this size are uploaded in one PUT (atomic, retried whole); larger ones in parts.
 _SINGLE_PUT_MAX = 4 << 30
-_STATUS = re.compile(r"status code: (\d{3})")
-_TRANSIENT_KINDS = re.compile(r"kind: (Connect|Interrupted|Timeout|Request|Body|Decode)\b")
-_S3_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
-_S3_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 _SECRET_KEYS = ("secret_access_key", "session_token", "access_key_id")
-
-
-class ServerError(OSError):
-    """An HTTP status a server answered (``status``): 5xx and 429 are transient, other 4xx permanent."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def translate_error(exc: BaseException, secrets: Sequence[str] = ()) -> BaseException:
-    """The exception :func:`~dataio.storage.retry.is_transient` classifies for obstore's ``exc``.
-
-    Its message is obstore's first line (what failed, where, the status) with every string of ``secrets``
-    removed; obstore's multi-line debug dump is left out.
-    """
-    text = str(exc)
-    first = text.split("\n\nDebug source")[0].strip().splitlines()[0] if text.strip() else type(exc).__name__
-    first = first.split(": <?xml")[0].rstrip(": ")
-    code, message = _S3_CODE.search(text), _S3_MESSAGE.search(text)
-    if code:
-        first += f" ({code.group(1)}" + (f": {message.group(1)})" if message else ")")
-    for secret in secrets:
-        if secret:
-            first = first.replace(secret, "***")
-    name = type(exc).__name__
-    if isinstance(exc, FileNotFoundError) or name == "NotFoundError":
-        return FileNotFoundError(first)
-    if name in ("PermissionDeniedError", "UnauthenticatedError"):
-        return PermissionError(first)
-    status = _STATUS.search(text)
-    if status:
-        return ServerError(first, int(status.group(1)))
-    kind = _TRANSIENT_KINDS.search(text) if name == "GenericError" else None
-    if kind or (name == "GenericError" and "error sending request" in text):
-        return (TimeoutError if kind and kind.group(1) == "Timeout" else ConnectionError)(
-            first + (f" ({kind.group(1).lower()} error)" if kind else "")
-        )
-    return OSError(f"{name}: {first}")
 
 
 #: The process whose obstore runtime is running (None: none yet). A forked child inherits the parent's value.
@@ -143,16 +104,31 @@ class ObstoreStore(Store):
         self._prefix = prefix.strip("/")
         self._options = {k: v for k, v in dict(storage_options or {}).items() if k != "client"}
         self._settings = obstore_settings(self._options)
-        self._secrets = tuple(str(self._settings.config[k]) for k in _SECRET_KEYS if self._settings.config.get(k))
+        self._secrets = tuple(
+            sorted(
+                {
+                    *secrets_of(self._options),
+                    *(str(self._settings.config[k]) for k in _SECRET_KEYS if self._settings.config.get(k)),
+                },
+                key=len,
+                reverse=True,
+            )
+        )
+        endpoint = self._settings.config.get("endpoint")
+        self._endpoint = without_userinfo(str(endpoint)) if endpoint else None
         self._retry = retry or RetryPolicy()
         self.retries = 0  # transient failures retried so far (approximate under threads)
         self._reason = "obstore is installed"
         self._client: Any = None
+        self._bulk: Any = None
+        #: Deadline of one request of the ranged-read client: a 4 MiB range at the policy's min_throughput, and
+        #: never more than the budget (a trickling server is cut off; see RetryPolicy).
+        self._deadline = min(self._retry.request_deadline(_STREAM_CHUNK), self._retry.budget)
         self._fallback: Store | None = None
         if _forked_after_use():
             self._use_fallback()
         else:
-            self._client = self._connect()
+            self._client = self._connect(self._deadline)
         on_fork_child(self)
 
     def _use_fallback(self) -> Store:
@@ -180,33 +156,48 @@ class ObstoreStore(Store):
     def client_reason(self, reason: str) -> None:
         self._reason = reason
 
-    def _connect(self) -> Any:
+    def _connect(self, timeout: float | None = None) -> Any:
+        """An obstore client; ``timeout``: the deadline of each of its requests (default: obstore's setting)."""
         global _runtime_pid
         _obstore()
         from obstore.store import S3Store
 
         _runtime_pid = os.getpid()
+        options = {**self._settings.client_options, **obstore_guard(self._endpoint)}
+        if timeout is not None:
+            options["timeout"] = f"{timeout:.3f}s"
         try:
             return S3Store(
                 self._bucket,
                 config=dict(self._settings.config),
-                client_options=dict(self._settings.client_options),
+                client_options=options,
                 retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=1)},
             )
         except Exception as exc:
             err = translate_error(exc, self._secrets)
-            raise storage_error(OSError(f"cannot configure the S3 client: {err}"), self._url) from None
+            failure = storage_error(OSError(f"cannot configure the S3 client: {err}"), self._url)
+            raise scrub_chain(failure, self._secrets) from None
 
     @property
     def _store(self) -> Any:
-        """This process's obstore client (made again after a fork)."""
+        """This process's obstore client for ranged reads, sizes, listings and deletes (made again after a fork):
+        each request has the policy's deadline (see :attr:`_deadline`)."""
         client = self._client
         if client is None:
-            client = self._client = self._connect()
+            client = self._client = self._connect(self._deadline)
+        return client
+
+    @property
+    def _bulk_store(self) -> Any:
+        """The client for whole-object reads and uploads (sizes unknown beforehand, or large): obstore's own
+        per-request ``timeout`` (600 s unless configured), not the ranged reads' deadline."""
+        client = self._bulk
+        if client is None:
+            client = self._bulk = self._connect()
         return client
 
     def _after_fork_in_child(self) -> None:
-        self._client = None  # the parent's pool and runtime are not this process's
+        self._client = self._bulk = None  # the parent's pool and runtime are not this process's
         self._fallback = None  # an s3fs store is made on first use where needed (no IO in a fork hook)
 
     def _forked(self) -> Store | None:
@@ -224,26 +215,32 @@ class ObstoreStore(Store):
         path = check_relative_path(path)
         return f"{self._prefix}/{path}" if self._prefix else path
 
-    def _call(self, fn: Any, where: str | Callable[[], str], fix: str = RETRY_FIX) -> Any:
-        """Runs ``fn`` under the retry policy; ``where`` (or the string it returns) names the object and range."""
-        secrets = self._secrets
+    def _call(self, fn: Any, where: str | Callable[[], str], fix: str = RETRY_FIX, *, nbytes: int | None = None) -> Any:
+        """Runs ``fn`` under the retry policy; ``where`` (or the string it returns) names the object and range.
+
+        ``nbytes``: the bytes a ranged read asks for; its timeout then says how slow the answer was."""
+        secrets, endpoint = self._secrets, self._endpoint
         describe = where if callable(where) else (lambda: where)
 
         def attempt() -> Any:
+            start = time.monotonic()
             try:
                 return fn()
             except Exception as exc:
-                raise translate_error(exc, secrets) from None
+                err = translate_error(exc, secrets, endpoint)
+                if nbytes is not None and isinstance(err, TimeoutError):
+                    err = slow_body(describe(), nbytes, None, time.monotonic() - start, self._deadline)
+                raise err from None
 
         def count(_: BaseException) -> None:
             self.retries += 1
 
         try:
             return call_with_retry(attempt, self._retry, describe, on_retry=count, fix=fix)
-        except StorageError:
-            raise
+        except StorageError as exc:
+            raise scrub_chain(exc, secrets) from exc.__cause__
         except Exception as exc:
-            raise storage_error(exc, describe()) from None
+            raise scrub_chain(storage_error(exc, describe()), secrets) from None
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         return self.read_ranges(path, [(offset, length)])[0]
@@ -266,11 +263,18 @@ class ObstoreStore(Store):
 
         got: list[Any] = []
         if len(live) == 1:
-            got = [self._call(lambda: obstore.get_range(self._store, key, start=live[0][0], length=live[0][1]), where)]
+            start, length = live[0]
+            got = [
+                self._call(
+                    lambda: obstore.get_range(self._store, key, start=start, length=length), where, nbytes=length
+                )
+            ]
         elif live:
             starts, lengths = [o for o, _ in live], [n for _, n in live]
             got = self._call(
-                lambda: obstore.get_ranges(self._store, key, starts=starts, lengths=lengths, coalesce=0), where
+                lambda: obstore.get_ranges(self._store, key, starts=starts, lengths=lengths, coalesce=0),
+                where,
+                nbytes=sum(lengths),
             )
         out, pieces = [], iter(got)
         for offset, length in wanted:
@@ -285,10 +289,11 @@ class ObstoreStore(Store):
             return other.read(path)
         obstore = _obstore()
         key = self._key(path)
-        return self._call(lambda: bytes(obstore.get(self._store, key).bytes()), self.url(path))
+        return self._call(lambda: bytes(obstore.get(self._bulk_store, key).bytes()), self.url(path))
 
     def read_limited(self, path: str, limit: int) -> bytes | None:
-        """Asks for the size first: an object over ``limit`` is never downloaded."""
+        """Asks for the size first: an object over ``limit`` is never downloaded. A whole-object read: through the
+        bulk client (obstore's own timeout, see :attr:`_bulk_store`)."""
         if (other := self._forked()) is not None:
             return other.read_limited(path, limit)
         size = self.size(path)
@@ -296,8 +301,11 @@ class ObstoreStore(Store):
             return None
         if size == 0:
             return b""
-        data = self.read_ranges(path, [(0, size)])[0]
-        return data if len(data) <= limit else None
+        obstore, key = _obstore(), self._key(path)
+        data = self._call(lambda: bytes(obstore.get_range(self._bulk_store, key, start=0, length=size)), self.url(path))
+        if len(data) != size:
+            raise storage_error(EOFError(f"got {len(data)} of {size} bytes"), self.url(path))
+        return data
 
     def size(self, path: str) -> int:
         if (other := self._forked()) is not None:
@@ -352,7 +360,7 @@ class ObstoreStore(Store):
                 yield f
             nbytes = os.path.getsize(tmp)
             self._call(
-                lambda: obstore.put(self._store, key, Path(tmp), use_multipart=nbytes > _SINGLE_PUT_MAX),
+                lambda: obstore.put(self._bulk_store, key, Path(tmp), use_multipart=nbytes > _SINGLE_PUT_MAX),
                 f"{self.url(path)} (upload of {nbytes} bytes)",
                 fix=UPLOAD_FIX,
             )

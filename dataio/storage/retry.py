@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["RetryPolicy", "call_with_retry", "is_transient"]
+__all__ = ["RetryPolicy", "call_with_retry", "chain", "is_transient"]
 
 T = TypeVar("T")
 
@@ -146,7 +146,8 @@ def _text(exc: BaseException) -> str:
         return ""
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -158,7 +159,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying the operation that raised ``exc`` may succeed."""
     transient = False
-    for e in _chain(exc):
+    for e in chain(exc):
+        if getattr(e, "dataio_permanent", False):
+            return False  # dataio's own verdict (a refused redirect), whatever a client wrapped it in
         codes = _codes(e)
         if codes & _TRANSIENT_CODES or any(c.isdigit() and 500 <= int(c) <= 599 for c in codes):
             transient = True  # a named throttling/timeout code wins over its HTTP status (RequestTimeout is a 400)
@@ -185,24 +188,36 @@ class RetryPolicy:
     ``max_delay`` between attempts, so it resumes at most ``max_delay`` seconds after the store is back. A count
     of attempts is a poor bound: fast failures (connection refused) spend any small count in seconds.
 
+    The budget bounds slow answers too, not only failing ones: one ranged read of ``n`` bytes may take at most
+    :meth:`request_deadline` ``= request_timeout + n / min_throughput`` seconds from connect to its last body
+    byte, and never longer than the budget leaves (:meth:`attempt_limit`); a server that stalls or trickles its
+    body slower is cut off with a :class:`TimeoutError` naming the object, the range, the bytes received, the
+    time and the throughput seen, which is transient: retried while the budget lasts. A read therefore gives
+    up within ``budget + 1`` seconds however the server behaves (see docs/storage.md, "What the retry budget
+    bounds").
+
     Args:
         max_attempts: Attempts in all (1 = no retry); ``None``: as many as ``budget`` allows.
         base_delay: First backoff in seconds; doubles each retry.
         max_delay: Cap of one backoff.
         budget: Seconds one operation may spend across all its attempts before the last error is raised.
+        request_timeout: Seconds one request may take beyond what its bytes need at ``min_throughput``.
+        min_throughput: Bytes per second below which a body counts as stalled.
     """
 
     max_attempts: int | None = None
     base_delay: float = 0.05
     max_delay: float = 2.0
     budget: float = 120.0
+    request_timeout: float = 30.0
+    min_throughput: float = 256 * 1024
 
     def __post_init__(self) -> None:
         if self.max_attempts is not None and (
             not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or self.max_attempts < 1
         ):
             raise ValueError(f"max_attempts must be None or an integer >= 1, got {self.max_attempts!r}")
-        for name in ("base_delay", "max_delay", "budget"):
+        for name in ("base_delay", "max_delay", "budget", "request_timeout", "min_throughput"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
@@ -210,6 +225,20 @@ class RetryPolicy:
             raise ValueError(f"need 0 <= base_delay <= max_delay, got {self.base_delay} and {self.max_delay}")
         if self.budget <= 0:
             raise ValueError(f"budget must be > 0 seconds, got {self.budget}")
+        if self.request_timeout <= 0 or self.min_throughput <= 0:
+            raise ValueError(
+                f"request_timeout and min_throughput must be > 0, got {self.request_timeout} and {self.min_throughput}"
+            )
+
+    def request_deadline(self, nbytes: int) -> float:
+        """Seconds one request moving ``nbytes`` may take, connect to last byte."""
+        return self.request_timeout + max(0, nbytes) / self.min_throughput
+
+    def attempt_limit(self, nbytes: int, elapsed: float) -> float:
+        """Seconds the attempt of a read of ``nbytes`` starting ``elapsed`` seconds into its operation may take:
+        its :meth:`request_deadline`, cut to the budget left (at least 1 s, or the deadline if shorter)."""
+        deadline = self.request_deadline(nbytes)
+        return min(deadline, max(1.0, self.budget - elapsed))
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Sleep before retry number ``attempt`` (1-based): uniform in [0, min(max, base * 2^(attempt-1))]."""

@@ -17,6 +17,7 @@ class ProxyCounters:
     injected_503: int = 0
     resets: int = 0
     stalls: int = 0
+    trickles: int = 0  # responses whose body was sent one byte per ``trickle_s``
     upstream_errors: int = 0
     bytes_up: int = 0  # request bytes sent to the upstream
     bytes_down: int = 0  # response bytes sent to clients (relayed and injected)

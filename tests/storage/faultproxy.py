@@ -5,8 +5,9 @@ to test retries against real sockets: ``tc netem`` is not available here, so lat
 Per request the proxy waits ``latency`` seconds, then with probability ``fail_rate`` answers a well-formed S3
 ``503 Slow Down`` (keep-alive), with probability ``reset_rate`` resets the connection (``SO_LINGER 0`` then
 close sends an RST) at the point ``reset_at`` names, with probability ``stall_rate`` holds the request without
-answering for ``stall_s`` seconds (a server that hangs: the client's read timeout fires), and otherwise forwards
-the request and relays the response byte for byte (``Content-Length``, chunked and read-until-close bodies).
+answering for ``stall_s`` seconds (a server that hangs: the client's read timeout fires), with probability
+``trickle_rate`` relays the headers at once and the body one byte per ``trickle_s`` seconds (no idle timeout
+fires), and otherwise relays request and response byte for byte (``Content-Length``, chunked, until-close).
 
 Reset points (``reset_at``), for the message that carries the body (the request of a PUT/POST with a body,
 else the response):
@@ -35,7 +36,7 @@ import threading
 from typing import BinaryIO
 
 from tests.storage.faultcounters import ProxyCounters
-from tests.storage.httpwire import CHUNK, Closed, Message, iter_body, read_head, read_request_body
+from tests.storage.httpwire import CHUNK, Closed, Message, iter_body, read_head, read_request_body, trickle
 
 __all__ = ["RESET_POINTS", "FaultProxy", "ProxyCounters"]
 
@@ -61,6 +62,8 @@ class FaultProxy:
             or ``"any"`` (one of those four drawn per cut).
         stall_rate: Probability of never answering (for ``stall_s`` seconds, then closing).
         stall_s: How long a stalled request is held.
+        trickle_rate: Probability of relaying the response body one byte every ``trickle_s`` seconds.
+        trickle_s: Seconds between two bytes of a trickled body.
         seed: Seed of the fault draws.
         methods: HTTP methods faults apply to (``None``: all); other requests are always forwarded.
         timeout: Socket timeout (idle keep-alive connections, upstream answers).
@@ -79,6 +82,8 @@ class FaultProxy:
         reset_at: str = "request",
         stall_rate: float = 0.0,
         stall_s: float = 30.0,
+        trickle_rate: float = 0.0,
+        trickle_s: float = 1.0,
         seed: int = 0,
         timeout: float = 60.0,
         methods: frozenset[str] | None = None,
@@ -94,6 +99,8 @@ class FaultProxy:
         self.reset_at = reset_at
         self.stall_rate = stall_rate
         self.stall_s = stall_s
+        self.trickle_rate = trickle_rate
+        self.trickle_s = trickle_s
         self.timeout = timeout
         self.methods = methods
         self.counters = ProxyCounters()
@@ -236,6 +243,7 @@ class FaultProxy:
                         self.counters.stalls += 1
                     self._stop.wait(self.stall_s)
                     return
+                slow = not cut and draw < self.fail_rate + self.reset_rate + self.stall_rate + self.trickle_rate
                 if upstream is None:
                     try:
                         upstream = socket.create_connection(self.upstream, timeout=self.timeout)
@@ -255,7 +263,7 @@ class FaultProxy:
                     self._reset(upstream, count=False)  # the upstream must not wait for the rest either
                     return
                 try:
-                    keep = self._forward(client, upstream, up_reader, request, body)  # type: ignore[arg-type]
+                    keep = self._forward(client, upstream, up_reader, request, body, slow)  # type: ignore[arg-type]
                 except (Closed, OSError, ValueError):
                     with self._lock:
                         self.counters.upstream_errors += 1
@@ -278,9 +286,15 @@ class FaultProxy:
                 self._threads.discard(threading.current_thread())
 
     def _forward(
-        self, client: socket.socket, upstream: socket.socket, up_reader: BinaryIO, request: Message, body: bytes
+        self,
+        client: socket.socket,
+        upstream: socket.socket,
+        up_reader: BinaryIO,
+        request: Message,
+        body: bytes,
+        slow: bool = False,
     ) -> bool:
-        """Sends one request upstream and relays its response; returns whether both sides stay open."""
+        """Relays one exchange (the response body trickled if ``slow``); returns whether both sides stay open."""
         upstream.sendall(request.head + body)
         with self._lock:
             self.counters.bytes_up += len(request.head) + len(body)
@@ -298,8 +312,14 @@ class FaultProxy:
         no_body = method == "HEAD" or status in (204, 304)
         closes = "close" in response.headers.get("connection", "").lower()
         if not no_body:
+            if slow:
+                with self._lock:
+                    self.counters.trickles += 1
             for piece in iter_body(up_reader, response):
-                client.sendall(piece)
+                if slow:
+                    trickle(client, piece, self.trickle_s, self._stop)
+                else:
+                    client.sendall(piece)
                 sent += len(piece)
             if "content-length" not in response.headers and "chunked" not in response.headers.get(
                 "transfer-encoding", ""

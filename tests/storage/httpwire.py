@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -90,3 +92,12 @@ def iter_body(reader: BinaryIO, message: Message, until_close: bool = True) -> I
             if not piece:
                 return
             yield piece
+
+
+def trickle(sock: socket.socket, data: bytes, interval: float, stop: threading.Event) -> None:
+    """Sends ``data`` one byte every ``interval`` seconds (a server trickling its body); :class:`Closed` when
+    ``stop`` is set."""
+    for i in range(len(data)):
+        if stop.wait(interval):
+            raise Closed
+        sock.sendall(data[i : i + 1])

@@ -125,3 +125,32 @@ def test_policy_validation() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay=1, max_delay=0.5)
+
+
+def test_request_deadline_and_attempt_limit() -> None:
+    """One request's deadline grows with its bytes and is cut to the budget left (at least 1 s)."""
+    policy = RetryPolicy(budget=10.0, request_timeout=2.0, min_throughput=1000.0)
+    assert policy.request_deadline(0) == 2.0 and policy.request_deadline(5000) == 7.0
+    assert policy.attempt_limit(5000, 0.0) == 7.0
+    assert policy.attempt_limit(5000, 6.0) == 4.0  # the budget left
+    assert policy.attempt_limit(5000, 9.9) == 1.0  # the floor
+    assert RetryPolicy(request_timeout=0.5).attempt_limit(0, 500.0) == 0.5  # never above the deadline
+    for bad in ({"request_timeout": 0}, {"min_throughput": -1}, {"request_timeout": float("inf")}):
+        with pytest.raises(ValueError):
+            RetryPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_dataio_permanent_wins_over_a_transient_wrapper() -> None:
+    """A refused redirect wrapped by botocore in a (transient-named) HTTPClientError stays permanent."""
+    from dataio.storage.redirects import RedirectRefused
+
+    class HTTPClientError(Exception):
+        pass
+
+    try:
+        try:
+            raise RedirectRefused("redirect to another host")
+        except RedirectRefused as inner:
+            raise HTTPClientError("unhandled") from inner
+    except HTTPClientError as exc:
+        assert not is_transient(exc)
