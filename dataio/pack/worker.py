@@ -169,8 +169,9 @@ def run_job(
     try:
         reused = _try_reuse(store, job)
     finally:
-        if out is not store:
-            store.close()  # no cached descriptor outlives a replace of its file by ``out``
+        if out is not store:  # no cached descriptor outlives a replace of its file by ``out``
+            store.forget(job.path)
+            store.forget(record_path(job.path))
     if reused is not None:
         return reused
     result = ShardResult(job.shard_id, job.path, "written")

@@ -57,11 +57,8 @@ def open_store(
         client, reason = choose_client(url.partition("://")[0], options)
         options.pop("client", None)
         if client == "obstore":
-            store: Store = ObstoreStore(url, options, retry=retry)
-        else:
-            store = FsspecStore(url, options, retry=retry)
-        store.client_reason = reason  # type: ignore[attr-defined]
-        return store
+            return ObstoreStore(url, options, retry=retry, client_reason=reason)
+        return FsspecStore(url, options, retry=retry, client_reason=reason)
     if storage_options:
         raise ValueError("storage_options apply to URLs only, not to the local path " + os.fspath(location))
     return LocalStore(location)

@@ -112,6 +112,10 @@ class Store(ABC):
     def list(self, prefix: str) -> list[str]:
         """Relative paths of the objects directly below the directory ``prefix`` (empty if none)."""
 
+    def forget(self, path: str) -> None:
+        """Drops any handle of ``path`` this store keeps open (a writer is about to replace the file); the next
+        read opens it again. Stores that keep none do nothing."""
+
     def list_folders(self, prefix: str) -> list[str]:
         """Relative paths of the folders (sub-prefixes) directly below ``prefix``; stores that cannot list them
         return an empty list."""

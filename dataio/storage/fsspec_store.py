@@ -107,19 +107,25 @@ class FsspecStore(Store):
         url: ``protocol://bucket/prefix``.
         storage_options: Passed to the filesystem (endpoint, credentials, anon, …); never logged.
         retry: Backoff policy for transient failures (default :class:`RetryPolicy`).
+        client_reason: Why fsspec serves this URL (:func:`~dataio.storage.s3_client.choose_client` says it).
     """
 
     default_threads = 32  # object stores answer each request after tens of milliseconds
     client = "fsspec"
-    client_reason = "fsspec serves this protocol"
 
     def __init__(
-        self, url: str, storage_options: dict[str, Any] | None = None, *, retry: RetryPolicy | None = None
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        client_reason: str = "fsspec serves this protocol",
     ) -> None:
         protocol, _, rest = url.partition("://")
         if not rest:
             raise ValueError(f"not a URL: {url!r}")
         self._url = url.rstrip("/")
+        self.client_reason = client_reason
         self._protocol = protocol
         self._options = dict(storage_options or {})
         self._retry = retry or RetryPolicy()
@@ -267,7 +273,9 @@ class FsspecStore(Store):
         return io.BufferedReader(RangeStream(self, path, self.size(path)), _STREAM_CHUNK)  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self._url, "storage_options": self._options, "retry": self._retry}
+        return {"url": self._url, "storage_options": self._options, "retry": self._retry, "reason": self.client_reason}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["storage_options"], retry=state["retry"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["url"], state["storage_options"], retry=state["retry"], client_reason=state["reason"]
+        )

@@ -207,7 +207,7 @@ class LocalStore(Store):
         return self._path(path).exists()
 
     def delete(self, path: str) -> None:
-        self._forget(path)
+        self.forget(path)
         with contextlib.suppress(FileNotFoundError):
             self._path(path).unlink()
 
@@ -224,7 +224,9 @@ class LocalStore(Store):
         dirs = (p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink())
         return sorted(f"{prefix}/{name}" if prefix else name for name in dirs)
 
-    def _forget(self, path: str) -> None:
+    def forget(self, path: str) -> None:
+        """Closes the cached descriptor of ``path`` (a writer is about to replace the file); callers make sure no
+        read of ``path`` is in flight."""
         with self._lock:
             fd = self._fds.pop(path, None)
         if fd is not None:
@@ -241,7 +243,7 @@ class LocalStore(Store):
                 f.flush()
                 if self._fsync:
                     os.fsync(f.fileno())
-            self._forget(path)
+            self.forget(path)
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -1,9 +1,12 @@
-"""obstore's errors as the exceptions dataio's retry policy classifies (see :func:`translate_error`)."""
+"""obstore's errors as the exceptions dataio's retry policy classifies (see :func:`translate_error`): by type
+(``obstore.exceptions``), and for its ``GenericError``, which has no attributes, by the HTTP status or error
+kind in its text."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from dataio.storage.redirects import refused_redirect
 from dataio.storage.secrets import scrub_text
@@ -42,17 +45,27 @@ def translate_error(exc: BaseException, secrets: Sequence[str] = (), endpoint: s
     if code:
         first += f" ({code.group(1)}" + (f": {message.group(1)})" if message else ")")
     first = scrub_text(first, secrets)
-    name = type(exc).__name__
-    if isinstance(exc, FileNotFoundError) or name == "NotFoundError":
+    errors = _obstore_exceptions()
+    if isinstance(exc, FileNotFoundError | errors.NotFoundError):
         return FileNotFoundError(first)
-    if name in ("PermissionDeniedError", "UnauthenticatedError"):
+    if isinstance(exc, errors.PermissionDeniedError | errors.UnauthenticatedError):
         return PermissionError(first)
+    if not isinstance(exc, errors.GenericError):  # configuration, path, precondition, ...: not worth a retry
+        return OSError(f"{type(exc).__name__}: {first}")
+    # A GenericError carries no attributes: the HTTP status, or reqwest's error kind, is only in its text
     status = _STATUS.search(text)
     if status:
         return ServerError(first, int(status.group(1)))
-    kind = _TRANSIENT_KINDS.search(text) if name == "GenericError" else None
-    if kind or (name == "GenericError" and "error sending request" in text):
+    kind = _TRANSIENT_KINDS.search(text)
+    if kind or "error sending request" in text:
         return (TimeoutError if kind and kind.group(1) == "Timeout" else ConnectionError)(
             first + (f" ({kind.group(1).lower()} error)" if kind else "")
         )
-    return OSError(f"{name}: {first}")
+    return OSError(f"GenericError: {first}")
+
+
+def _obstore_exceptions() -> Any:
+    """``obstore.exceptions`` (imported on first use: obstore is optional, and only its stores call this)."""
+    import obstore.exceptions
+
+    return obstore.exceptions

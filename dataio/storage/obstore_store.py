@@ -6,59 +6,40 @@ obstore signs, sends and parses in Rust on its own tokio threads and releases th
 runs them concurrently inside Rust: one Python call for up to :attr:`batch_reads` GETs.
 
 One retry layer: obstore's own retries are off (``max_retries=0``) and every request goes through dataio's
-:class:`~dataio.storage.retry.RetryPolicy`. obstore reports failures as its own exception types with a status or
-an error kind in the text; :func:`translate_error` turns them into the exceptions the policy classifies (a
-server's 5xx/429 → transient, 4xx → permanent, connect/reset/timeout/body errors → :class:`ConnectionError`).
-Messages keep obstore's first line (method, URL, status), never its debug dump, and never a credential.
+:class:`~dataio.storage.retry.RetryPolicy`; :func:`translate_error` turns obstore's exceptions into the ones the
+policy classifies (:mod:`dataio.storage.obstore_errors`). Messages keep obstore's first line (method, URL,
+status), never its debug dump, and never a credential.
 
-obstore runs every request on one tokio runtime per process, and tokio does not survive ``fork()``: in a child
-forked after the parent used obstore, every request would hang. There, the store serves through s3fs instead
-(same options, same retry policy; a warning says so once per process). Spawned or forkserver workers (torch's
-``multiprocessing_context="spawn"`` or ``"forkserver"``) get a pickled copy, which uses obstore again.
+One backend per process: obstore runs every request on one tokio runtime per process, and tokio does not survive
+``fork()`` (in a child forked after the parent used obstore, every request would hang). So the store chooses its
+backend when it is made and again, once, in a forked child (on first use: no IO in a fork hook): obstore
+(:class:`~dataio.storage.obstore_backend.ObstoreBackend`), or in a child forked after obstore ran, s3fs with the
+same options and retry policy (a warning says so once per process). Every method then goes to that backend
+without another check. Spawned or forkserver workers (torch's ``multiprocessing_context="spawn"`` or
+``"forkserver"``) get a pickled copy, which chooses obstore again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
-from pathlib import Path
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
 from dataio._forksafe import on_fork_child
-from dataio.format.manifest import check_relative_path
-from dataio.storage.base import StorageError, Store, storage_error
-from dataio.storage.deadline import slow_body
-from dataio.storage.fsspec_store import UPLOAD_FIX
+from dataio.storage.base import Store
+from dataio.storage.obstore_backend import ObstoreBackend, runtime_started_elsewhere
 from dataio.storage.obstore_errors import ServerError, translate_error
-from dataio.storage.redirects import obstore_guard
-from dataio.storage.retry import RETRY_FIX, RetryPolicy, call_with_retry
-from dataio.storage.s3_client import obstore_settings
-from dataio.storage.secrets import scrub_chain, secrets_of, without_userinfo
-from dataio.storage.staging import staged_file
-from dataio.storage.streams import RangeStream
+from dataio.storage.retry import RetryPolicy
 
 __all__ = ["ObstoreStore", "ServerError", "translate_error"]
 
 _log = logging.getLogger(__name__)
-_STREAM_CHUNK = 4 << 20
-#: Objects up to this size are uploaded in one PUT (atomic, retried whole); larger ones in parts.
-_SINGLE_PUT_MAX = 4 << 30
-_SECRET_KEYS = ("secret_access_key", "session_token", "access_key_id")
-
-
-#: The process whose obstore runtime is running (None: none yet). A forked child inherits the parent's value.
-_runtime_pid: int | None = None
 _warned_pid: int | None = None
-
-
-def _forked_after_use() -> bool:
-    """Whether this process was forked from one that had started obstore's (fork-unsafe) runtime."""
-    return _runtime_pid is not None and _runtime_pid != os.getpid()
+#: :attr:`ObstoreStore.client_reason` in a process forked after obstore's runtime started.
+FORKED_REASON = "forked after obstore's runtime started (tokio is not fork-safe)"
 
 
 def _warn_fallback_once() -> None:
@@ -67,17 +48,9 @@ def _warn_fallback_once() -> None:
         _warned_pid = os.getpid()
         _log.warning(
             "this process was forked after obstore started its tokio runtime, which does not survive fork(): "
-            "s3:// reads here go through s3fs. Start DataLoader workers with multiprocessing_context='spawn' or "
+            "s3:// reads here go through s3fs instead; use multiprocessing_context='spawn' or "
             "'forkserver' to keep obstore in them."
         )
-
-
-def _obstore() -> Any:
-    try:
-        import obstore
-    except ImportError as exc:  # choose_client checks first; this is for direct construction
-        raise ImportError(f"ObstoreStore needs the 'obstore' package: pip install 'dataio[s3]' ({exc})") from exc
-    return obstore
 
 
 class ObstoreStore(Store):
@@ -87,122 +60,72 @@ class ObstoreStore(Store):
         url: ``s3://bucket/prefix`` (``s3a://`` too).
         storage_options: s3fs-style options (see :mod:`dataio.storage.s3_client`); never logged.
         retry: Backoff policy for transient failures (default :class:`RetryPolicy`).
+        client_reason: Why obstore serves this URL (:func:`~dataio.storage.s3_client.choose_client` says it).
     """
 
     default_threads = 32
-    batch_reads = 10  # obstore's get_ranges runs up to 10 requests at once
 
     def __init__(
-        self, url: str, storage_options: dict[str, Any] | None = None, *, retry: RetryPolicy | None = None
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        client_reason: str = "obstore is installed",
     ) -> None:
         protocol, _, rest = url.partition("://")
-        bucket, _, prefix = rest.partition("/")
-        if protocol not in ("s3", "s3a") or not bucket:
+        if protocol not in ("s3", "s3a") or not rest.partition("/")[0]:
             raise ValueError(f"not an s3:// URL with a bucket: {url!r}")
         self._url = url.rstrip("/")
-        self._bucket = bucket
-        self._prefix = prefix.strip("/")
         self._options = {k: v for k, v in dict(storage_options or {}).items() if k != "client"}
-        self._settings = obstore_settings(self._options)
-        self._secrets = tuple(
-            sorted(
-                {
-                    *secrets_of(self._options),
-                    *(str(self._settings.config[k]) for k in _SECRET_KEYS if self._settings.config.get(k)),
-                },
-                key=len,
-                reverse=True,
-            )
-        )
-        endpoint = self._settings.config.get("endpoint")
-        self._endpoint = without_userinfo(str(endpoint)) if endpoint else None
         self._retry = retry or RetryPolicy()
-        self.retries = 0  # transient failures retried so far (approximate under threads)
-        self._reason = "obstore is installed"
-        self._client: Any = None
-        self._bulk: Any = None
-        #: Deadline of one request of the ranged-read client: a 4 MiB range at the policy's min_throughput, and
-        #: never more than the budget (a trickling server is cut off; see RetryPolicy).
-        self._deadline = min(self._retry.request_deadline(_STREAM_CHUNK), self._retry.budget)
-        self._fallback: Store | None = None
-        if _forked_after_use():
-            self._use_fallback()
-        else:
-            self._client = self._connect(self._deadline)
+        self._reason = client_reason
+        self._lock = threading.Lock()
+        self._forked = runtime_started_elsewhere()
+        self._impl: Store | None = self._make()
         on_fork_child(self)
 
-    def _use_fallback(self) -> Store:
-        """This process's s3fs store with the same options (a process forked after obstore ran)."""
-        if self._fallback is None:
-            from dataio.storage.fsspec_store import FsspecStore
+    def _make(self) -> Store:
+        if not self._forked:
+            return ObstoreBackend(self._url, self._options, retry=self._retry)
+        from dataio.storage.fsspec_store import FsspecStore
 
-            _warn_fallback_once()
-            self._fallback = FsspecStore(self._url, self._options, retry=self._retry)
-        return self._fallback
+        _warn_fallback_once()
+        return FsspecStore(self._url, self._options, retry=self._retry, client_reason=FORKED_REASON)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._forked = runtime_started_elsewhere()
+        self._impl = None  # chosen again on first use (no IO in a fork hook)
+
+    @property
+    def _backend(self) -> Store:
+        impl = self._impl
+        if impl is None:
+            with self._lock:
+                if self._impl is None:
+                    self._impl = self._make()
+                impl = self._impl
+        return impl
 
     @property
     def client(self) -> str:  # type: ignore[override]
         """``"obstore"``, or ``"fsspec"`` in a process forked after obstore ran (see the module docstring)."""
-        return "fsspec" if _forked_after_use() else "obstore"
+        return "fsspec" if self._forked else "obstore"
 
     @property
     def client_reason(self) -> str:
         """Why :attr:`client` serves this store."""
-        if _forked_after_use():
-            return "forked after obstore's runtime started (tokio is not fork-safe)"
-        return self._reason
-
-    @client_reason.setter
-    def client_reason(self, reason: str) -> None:
-        self._reason = reason
-
-    def _connect(self, timeout: float | None = None) -> Any:
-        """An obstore client; ``timeout``: the deadline of each of its requests (default: obstore's setting)."""
-        global _runtime_pid
-        _obstore()
-        from obstore.store import S3Store
-
-        _runtime_pid = os.getpid()
-        options = {**self._settings.client_options, **obstore_guard(self._endpoint)}
-        if timeout is not None:
-            options["timeout"] = f"{timeout:.3f}s"
-        try:
-            return S3Store(
-                self._bucket,
-                config=dict(self._settings.config),
-                client_options=options,
-                retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=1)},
-            )
-        except Exception as exc:
-            err = translate_error(exc, self._secrets)
-            failure = storage_error(OSError(f"cannot configure the S3 client: {err}"), self._url)
-            raise scrub_chain(failure, self._secrets) from None
+        return FORKED_REASON if self._forked else self._reason
 
     @property
-    def _store(self) -> Any:
-        """This process's obstore client for ranged reads, sizes, listings and deletes (made again after a fork):
-        each request has the policy's deadline (see :attr:`_deadline`)."""
-        client = self._client
-        if client is None:
-            client = self._client = self._connect(self._deadline)
-        return client
+    def batch_reads(self) -> int:  # type: ignore[override]
+        return self._backend.batch_reads
 
     @property
-    def _bulk_store(self) -> Any:
-        """The client for whole-object reads and uploads (sizes unknown beforehand, or large): obstore's own
-        per-request ``timeout`` (600 s unless configured), not the ranged reads' deadline."""
-        client = self._bulk
-        if client is None:
-            client = self._bulk = self._connect()
-        return client
-
-    def _after_fork_in_child(self) -> None:
-        self._client = self._bulk = None  # the parent's pool and runtime are not this process's
-        self._fallback = None  # an s3fs store is made on first use where needed (no IO in a fork hook)
-
-    def _forked(self) -> Store | None:
-        """The s3fs store to use instead of obstore in this process, or None (obstore serves)."""
-        return self._use_fallback() if _forked_after_use() else None
+    def retries(self) -> int:
+        """Transient failures retried so far by this process's backend (approximate under threads)."""
+        return int(getattr(self._backend, "retries", 0))
 
     @property
     def root(self) -> str:
@@ -211,169 +134,53 @@ class ObstoreStore(Store):
     def url(self, path: str) -> str:
         return f"{self._url}/{path}"
 
-    def _key(self, path: str) -> str:
-        path = check_relative_path(path)
-        return f"{self._prefix}/{path}" if self._prefix else path
-
-    def _call(self, fn: Any, where: str | Callable[[], str], fix: str = RETRY_FIX, *, nbytes: int | None = None) -> Any:
-        """Runs ``fn`` under the retry policy; ``where`` (or the string it returns) names the object and range.
-
-        ``nbytes``: the bytes a ranged read asks for; its timeout then says how slow the answer was."""
-        secrets, endpoint = self._secrets, self._endpoint
-        describe = where if callable(where) else (lambda: where)
-
-        def attempt() -> Any:
-            start = time.monotonic()
-            try:
-                return fn()
-            except Exception as exc:
-                err = translate_error(exc, secrets, endpoint)
-                if nbytes is not None and isinstance(err, TimeoutError):
-                    err = slow_body(describe(), nbytes, None, time.monotonic() - start, self._deadline)
-                raise err from None
-
-        def count(_: BaseException) -> None:
-            self.retries += 1
-
-        try:
-            return call_with_retry(attempt, self._retry, describe, on_retry=count, fix=fix)
-        except StorageError as exc:
-            raise scrub_chain(exc, secrets) from exc.__cause__
-        except Exception as exc:
-            raise scrub_chain(storage_error(exc, describe()), secrets) from None
-
     def read_range(self, path: str, offset: int, length: int) -> bytes:
-        return self.read_ranges(path, [(offset, length)])[0]
+        return self._backend.read_range(path, offset, length)
 
     def read_ranges(self, path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        """Reads several ranges of one object in one call; obstore runs the GETs concurrently."""
-        if (other := self._forked()) is not None:
-            return other.read_ranges(path, ranges)
-        obstore = _obstore()
-        key = self._key(path)
-        wanted = [(int(o), int(n)) for o, n in ranges]
-        if any(o < 0 or n < 0 for o, n in wanted):
-            raise ValueError(f"{self.url(path)}: negative offset or length in {wanted}")
-        live = [(o, n) for o, n in wanted if n > 0]
-
-        def where() -> str:
-            if len(live) == 1:
-                return f"{self.url(path)} [{live[0][0]}, +{live[0][1]})"
-            return f"{self.url(path)} ({len(live)} ranges from {min(o for o, _ in live)})"
-
-        got: list[Any] = []
-        if len(live) == 1:
-            start, length = live[0]
-            got = [
-                self._call(
-                    lambda: obstore.get_range(self._store, key, start=start, length=length), where, nbytes=length
-                )
-            ]
-        elif live:
-            starts, lengths = [o for o, _ in live], [n for _, n in live]
-            got = self._call(
-                lambda: obstore.get_ranges(self._store, key, starts=starts, lengths=lengths, coalesce=0),
-                where,
-                nbytes=sum(lengths),
-            )
-        out, pieces = [], iter(got)
-        for offset, length in wanted:
-            data = bytes(next(pieces)) if length else b""
-            if len(data) != length:
-                raise storage_error(EOFError(f"got {len(data)} bytes"), f"{self.url(path)} [{offset}, +{length})")
-            out.append(data)
-        return out
+        return self._backend.read_ranges(path, ranges)
 
     def read(self, path: str) -> bytes:
-        if (other := self._forked()) is not None:
-            return other.read(path)
-        obstore = _obstore()
-        key = self._key(path)
-        return self._call(lambda: bytes(obstore.get(self._bulk_store, key).bytes()), self.url(path))
+        return self._backend.read(path)
 
     def read_limited(self, path: str, limit: int) -> bytes | None:
-        """Asks for the size first: an object over ``limit`` is never downloaded. A whole-object read: through the
-        bulk client (obstore's own timeout, see :attr:`_bulk_store`)."""
-        if (other := self._forked()) is not None:
-            return other.read_limited(path, limit)
-        size = self.size(path)
-        if size > limit:
-            return None
-        if size == 0:
-            return b""
-        obstore, key = _obstore(), self._key(path)
-        data = self._call(lambda: bytes(obstore.get_range(self._bulk_store, key, start=0, length=size)), self.url(path))
-        if len(data) != size:
-            raise storage_error(EOFError(f"got {len(data)} of {size} bytes"), self.url(path))
-        return data
+        return self._backend.read_limited(path, limit)
 
     def size(self, path: str) -> int:
-        if (other := self._forked()) is not None:
-            return other.size(path)
-        obstore = _obstore()
-        key = self._key(path)
-        return int(self._call(lambda: obstore.head(self._store, key)["size"], f"{self.url(path)} (size)"))
+        return self._backend.size(path)
 
     def exists(self, path: str) -> bool:
-        try:
-            self.size(path)
-        except FileNotFoundError:
-            return False
-        return True
+        return self._backend.exists(path)
 
     def delete(self, path: str) -> None:
-        if (other := self._forked()) is not None:
-            return other.delete(path)
-        obstore = _obstore()
-        key = self._key(path)
-        with contextlib.suppress(FileNotFoundError):
-            self._call(lambda: obstore.delete(self._store, key), f"{self.url(path)} (delete)")
-
-    def _listing(self, prefix: str) -> Any:
-        obstore = _obstore()
-        base = self._key(prefix) + "/" if prefix else (self._prefix + "/" if self._prefix else "")
-        where = f"{self.url(prefix) if prefix else self._url} (listing)"
-        return self._call(lambda: obstore.list_with_delimiter(self._store, base or None), where)
+        self._backend.delete(path)
 
     def list(self, prefix: str) -> list[str]:
-        if (other := self._forked()) is not None:
-            return other.list(prefix)
-        names = sorted(meta["path"].rsplit("/", 1)[-1] for meta in self._listing(prefix)["objects"])
-        return [f"{prefix}/{n}" if prefix else n for n in names]
+        return self._backend.list(prefix)
 
     def list_folders(self, prefix: str) -> list[str]:
-        if (other := self._forked()) is not None:
-            return other.list_folders(prefix)
-        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self._listing(prefix)["common_prefixes"])
-        return [f"{prefix}/{n}" if prefix else n for n in names]
+        return self._backend.list_folders(prefix)
 
     @contextlib.contextmanager
     def open_atomic(self, path: str) -> Iterator[BinaryIO]:
-        if (other := self._forked()) is not None:
-            with other.open_atomic(path) as f:
-                yield f
-            return
-        obstore = _obstore()
-        key = self._key(path)
-        with staged_file(path) as tmp:
-            with open(tmp, "wb") as f:
-                yield f
-            nbytes = os.path.getsize(tmp)
-            self._call(
-                lambda: obstore.put(self._bulk_store, key, Path(tmp), use_multipart=nbytes > _SINGLE_PUT_MAX),
-                f"{self.url(path)} (upload of {nbytes} bytes)",
-                fix=UPLOAD_FIX,
-            )
+        with self._backend.open_atomic(path) as f:
+            yield f
 
     def open_stream(self, path: str) -> BinaryIO:
-        """Sequential reads as ranged reads of ``_STREAM_CHUNK`` bytes, each retried by the policy."""
-        return io.BufferedReader(RangeStream(self, path, self.size(path)), _STREAM_CHUNK)  # type: ignore[return-value]
+        return self._backend.open_stream(path)
+
+    def close(self) -> None:
+        impl, self._impl = self._impl, None
+        if impl is not None:
+            impl.close()
 
     def __repr__(self) -> str:
         return f"ObstoreStore({self._url!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self._url, "storage_options": self._options, "retry": self._retry}
+        return {"url": self._url, "storage_options": self._options, "retry": self._retry, "reason": self._reason}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["storage_options"], retry=state["retry"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["url"], state["storage_options"], retry=state["retry"], client_reason=state["reason"]
+        )
