@@ -20,7 +20,7 @@ from dataio.cache.plans import load_plans
 from dataio.cache.safedir import UnsafeCacheEntry, describe, lstat_at, opened_dir, read_json_at, unlink_at
 from dataio.cache.space import Usage, evict, is_in_use, scan
 
-__all__ = ["ClearReport", "DatasetUsage", "clear_cache", "inspect_cache"]
+__all__ = ["ClearReport", "DatasetUsage", "clear_cache", "inspect_cache", "left_alone_at_top"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,23 @@ def _foreign(layout: CacheLayout, left: list[str]) -> None:
             continue
         except UnsafeCacheEntry as exc:
             left.append(f"{exc}".split(";")[0] + ", not followed")
+    try:
+        with layout.folder("data") as dfd:
+            for dirpath, _dirs, files, fd in os.fwalk(".", dir_fd=dfd, follow_symlinks=False):
+                for n in sorted(files):
+                    st = lstat_at(fd, n)
+                    if st is not None and (not owned("data", n) or not stat.S_ISREG(st.st_mode)):
+                        where = os.path.normpath(os.path.join(layout.data_dir, dirpath, n))
+                        left.append(f"{where}: {describe(st.st_mode)} the cache did not create, left alone")
+    except (FileNotFoundError, UnsafeCacheEntry):
+        pass
+
+
+def left_alone_at_top(cache_dir: str | os.PathLike[str]) -> list[str]:
+    """Entries directly in ``cache_dir`` that ``stats`` and ``clear`` never descend (symlinks)."""
+    left: list[str] = []
+    _layouts(os.fspath(cache_dir), left)
+    return left
 
 
 def _locks_held(layout: CacheLayout) -> int:
@@ -138,8 +155,7 @@ def inspect_cache(cache_dir: str | os.PathLike[str]) -> list[DatasetUsage]:
     symlink nor opens anything but regular files, never blocking; entries the cache did not create are listed
     in ``DatasetUsage.left_alone``)."""
     out = []
-    top: list[str] = []
-    for layout in _layouts(os.fspath(cache_dir), top):
+    for layout in _layouts(os.fspath(cache_dir), []):
         left: list[str] = []
         _foreign(layout, left)
         try:

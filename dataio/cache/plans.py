@@ -184,15 +184,18 @@ class PlanOwner:
             with self.layout.folder("plans", create=True) as dfd:
                 write_json_at(dfd, f"{self.id}.json", self.plan.to_json())  # type: ignore[union-attr]
         except OSError as exc:
-            if not disk_full(exc):
+            if isinstance(exc, UnsafeCacheEntry):
+                why = f"{exc}"
+            elif disk_full(exc):
+                why = (
+                    f"{self.layout.plans_dir}: the cache disk is full ({exc.strerror}): free space there, lower "
+                    "cache_limit or use another cache_dir"
+                )
+            else:
                 raise
             if not self._warned:
                 self._warned = True
-                log.warning(
-                    "%s: the cache disk is full (%s); this process's access order is not published yet (eviction "
-                    "ignores it until space returns): free space there, lower cache_limit or use another cache_dir",
-                    self.layout.plans_dir, exc.strerror,
-                )  # fmt: skip
+                log.warning("%s; this process's access order is not published (a hint for eviction) meanwhile", why)
             return
         self._unpublished = self._warned = False
 
