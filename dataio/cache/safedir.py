@@ -95,7 +95,7 @@ def _open_sub(dfd: int, part: str, where: str, create: bool) -> int:
             if not create or attempt:
                 raise
             with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o755, dir_fd=dfd)
+                os.mkdir(part, 0o777, dir_fd=dfd)  # less the umask, as os.makedirs
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise _unsafe(where, "not a directory", dfd, part) from None
@@ -137,7 +137,7 @@ def opened_dir(root: str, parts: Sequence[str], *, create: bool = False) -> Iter
         os.close(dfd)
 
 
-def open_file(dfd: int, name: str, flags: int, where: str, mode: int = 0o644) -> int:
+def open_file(dfd: int, name: str, flags: int, where: str, mode: int = 0o666) -> int:
     """Opens the regular file ``name`` in the folder ``dfd`` (``O_NOFOLLOW | O_NONBLOCK``: a FIFO never
     blocks; the descriptor is made blocking again once ``fstat`` said "regular file").
 
@@ -164,10 +164,10 @@ def open_file(dfd: int, name: str, flags: int, where: str, mode: int = 0o644) ->
 
 def unlink_at(dfd: int, name: str) -> bool:
     """Removes the entry ``name`` of the folder ``dfd`` (a symlink itself, never what it points to); False if
-    it was already gone."""
+    it was already gone, or is a directory or not ours to remove (left alone)."""
     try:
         os.unlink(name, dir_fd=dfd)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         return False
     return True
 
@@ -177,7 +177,7 @@ def write_json_at(dfd: int, name: str, value: Any) -> None:
     ``name`` (replacing the entry itself, whatever it is, never writing through it)."""
     tmp = f"{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644, dir_fd=dfd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666, dir_fd=dfd)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(value, f, sort_keys=True, separators=(",", ":"))
         os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)

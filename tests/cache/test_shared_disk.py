@@ -105,6 +105,16 @@ def test_a_symlinked_global_lock_file_is_not_created_through(packed: Path, tmp_p
     store.close()
 
 
+def test_a_symlinked_folder_found_at_open_is_refused(packed: Path, tmp_path: Path, victim: Path) -> None:
+    before = _snapshot(victim)
+    store = _plant(packed, tmp_path / "cache", "tmp", victim)
+    store.close()
+    where = Path(store.layout.tmp_dir)
+    with pytest.raises(UnsafeCacheEntry, match=rf"{where}: is a symlink.*remove {where}"):
+        _store(packed, tmp_path / "cache")
+    assert _snapshot(victim) == before
+
+
 def test_a_symlinked_dataset_folder_is_refused_at_open(packed: Path, tmp_path: Path, victim: Path) -> None:
     cache = tmp_path / "cache"
     store = _store(packed, cache)
@@ -171,6 +181,8 @@ def test_fifos_in_tmp_and_plans_never_hang_a_reader(packed: Path, tmp_path: Path
         Path(layout.plans_dir, "fedcba9876543210.alive"),
     ]
     Path(layout.plans_dir, "0123456789abcdef.json").write_text('{"id": "x"}')
+    Path(layout.plans_dir, "1111222233334444.json").write_text("{}")  # a dead plan, removed by the sweep...
+    Path(layout.plans_dir, "1111222233334444.1-abcdef.pos").mkdir()  # ...except a folder at one of its names
     for f in fifos:
         os.mkfifo(f)
     store.set_access_order(sorted(shard_table(packed)))
@@ -180,4 +192,6 @@ def test_fifos_in_tmp_and_plans_never_hang_a_reader(packed: Path, tmp_path: Path
     store.close()
     report = run_with_timeout(lambda: clear_cache(cache))
     assert report.removed == len(shard_table(packed))
-    assert all(f.exists() for f in fifos[:1])  # left alone: not a regular file
+    assert all(f.exists() for f in fifos)  # left alone: not regular files
+    assert not Path(layout.plans_dir, "1111222233334444.json").exists()
+    assert Path(layout.plans_dir, "1111222233334444.1-abcdef.pos").is_dir()
