@@ -1,4 +1,4 @@
-"""Where everything lives in a cache directory, and atomic JSON files.
+"""Where everything lives in a cache directory, and which names the cache creates.
 
 One cache directory serves every dataset, process and rank of a node::
 
