@@ -187,10 +187,7 @@ class CacheEngine:
         except LockTimeout:
             raise self.state.cancelled(path) from None
         except OSError as exc:  # a full disk or an unsafe cache folder: the caller reads from the remote
-            unusable = self.bypass.unusable(exc)
-            if unusable is None:
-                raise
-            raise unusable from exc
+            self.bypass.raise_for(exc)
         finally:
             if not hit:
                 self.state.add_waited(time.monotonic() - start)
@@ -218,10 +215,7 @@ class CacheEngine:
         except LockTimeout:
             raise
         except OSError as exc:
-            unusable = self.bypass.unusable(exc)
-            if unusable is None:
-                raise
-            raise unusable from exc
+            self.bypass.raise_for(exc)
         if got is None:  # pragma: no cover - create=True never returns None
             raise OSError(f"cannot lock {lock}")
         return got

@@ -16,6 +16,7 @@ import errno
 import logging
 import threading
 import time
+from typing import NoReturn
 
 from dataio.cache.safedir import UnsafeCacheEntry
 from dataio.storage.base import StorageError
@@ -78,6 +79,13 @@ class Bypass:
         if isinstance(exc, UnsafeCacheEntry):
             return self._warn(CacheUnusable(f"{exc}; reading from the remote store meanwhile", "unsafe"), str(exc))
         return None
+
+    def raise_for(self, exc: OSError) -> NoReturn:
+        """Raises :meth:`unusable` of ``exc`` (from it) if the cache is unusable, else ``exc`` itself."""
+        unusable = self.unusable(exc)
+        if unusable is None:
+            raise exc
+        raise unusable from exc
 
     def paused(self) -> CacheUnusable:
         """The error of a read that finds downloads paused (no new warning)."""

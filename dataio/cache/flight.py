@@ -66,9 +66,6 @@ def _download(e: CacheEngine, path: str, demand: bool, ahead: Sequence[ShardSpec
     except LockTimeout as exc:
         raise Cancelled(str(exc)) from None
     except OSError as exc:  # a full cache disk: this read (or prefetch) goes without the cache
-        unusable = e.bypass.unusable(exc)
-        if unusable is None:
-            raise
-        raise unusable from exc
+        e.bypass.raise_for(exc)
     finally:
         REGISTRY.close(lock_fd)
