@@ -5,7 +5,9 @@ Floor 2: imports :mod:`dataio.format` and :mod:`dataio.storage`, never the datas
 
     policy.py    eviction policies by name (belady, lru) and a pure simulator
     locks.py     flock helpers (locks die with their holder); fds.py: fork-safe lock descriptors
-    layout.py    where things live in a cache directory; atomic JSON
+    layout.py    where things live in a cache directory; the names the cache creates
+    safedir.py   folders and files below the cache directory, never through a symlink, never opened blocking
+    fallback.py  reads served from the remote store when the cache cannot be used (full disk, unsafe folder)
     plans.py     published future orders of live processes (Belady across processes)
     tracker.py   this process's position in its plan
     space.py     usage scan and eviction; room.py: making room for a download (demand / prefetch rules)

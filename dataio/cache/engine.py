@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 
 from dataio.cache import flight
+from dataio.cache.fallback import Bypass
 from dataio.cache.fds import REGISTRY
 from dataio.cache.fetch import ShardSpec
 from dataio.cache.layout import CacheLayout
@@ -29,6 +30,7 @@ from dataio.cache.locks import LockTimeout, open_locked
 from dataio.cache.options import CacheOptions
 from dataio.cache.plans import next_uses
 from dataio.cache.prefetch import Prefetcher
+from dataio.cache.safedir import lstat_at, unlink_at
 from dataio.cache.space import remove_unsafe
 from dataio.cache.state import CacheState, Pin
 from dataio.cache.tracker import PlanTracker
@@ -62,6 +64,7 @@ class CacheEngine:
 
     def _reset_process_state(self) -> None:
         self.state = CacheState(self.remote.root, self.options.max_open)
+        self.bypass = Bypass(self.layout.base)
         self.prefetcher: Prefetcher | None = None
 
     @property
@@ -104,7 +107,7 @@ class CacheEngine:
             finally:
                 self.release(pin)
         try:
-            got = open_locked(self._data(path), False, stop=self.stop, regular_in=self.layout.data_dir)
+            got = open_locked(self._data(path), False, stop=self.stop, below=self.layout.cache_dir)
         except (UnsafeFileError, NotADirectoryError):  # the next read of the shard removes it and downloads it
             got = None
         if got is None:
@@ -123,13 +126,13 @@ class CacheEngine:
         spec = self.specs[path]
         final = self.layout.data_path(spec.name)
         bad_inode = self.state.unpin(path)  # the copy we read
-        got = open_locked(self.layout.download_lock(spec.name), True, create=True, stop=self.stop)
-        if got is None:  # pragma: no cover - create=True never returns None
-            raise OSError(f"cannot lock {self.layout.download_lock(spec.name)}")
+        got = self.download_lock(spec.name)
+        folders, leaf = self.layout.parent_of(final)
         try:  # another process may have replaced that copy already: a fresh one stays
-            with contextlib.suppress(FileNotFoundError):
-                if bad_inode is None or os.stat(final).st_ino == bad_inode:
-                    os.unlink(final)
+            with contextlib.suppress(FileNotFoundError, UnsafeFileError), self.layout.folder(*folders) as dfd:
+                st = lstat_at(dfd, leaf)
+                if st is not None and (bad_inode is None or st.st_ino == bad_inode):
+                    unlink_at(dfd, leaf)
         finally:
             REGISTRY.close(got[0])
         return final
@@ -155,7 +158,7 @@ class CacheEngine:
                 if error is not None:
                     raise error
                 try:
-                    got = open_locked(final, False, stop=self.stop, regular_in=self.layout.data_dir)
+                    got = open_locked(final, False, stop=self.stop, below=self.layout.cache_dir)
                 except (UnsafeFileError, NotADirectoryError) as exc:
                     if refused:
                         raise UnsafeFileError(
@@ -178,9 +181,13 @@ class CacheEngine:
                         os.utime(fd)  # recency, for LRU and Belady's tie-break
                     return fd, hit
                 hit = False
+                if self.bypass.full():
+                    raise self.bypass.paused()
                 self.fetch(path, demand=True)
         except LockTimeout:
             raise self.state.cancelled(path) from None
+        except OSError as exc:  # a full disk or an unsafe cache folder: the caller reads from the remote
+            self.bypass.raise_for(exc)
         finally:
             if not hit:
                 self.state.add_waited(time.monotonic() - start)
@@ -188,14 +195,30 @@ class CacheEngine:
     def _remove_unsafe(self, path: str) -> None:
         """Removes a symlink or special file at the cached copy's place (under the shard's download lock)."""
         name = self.specs[path].name
-        got = open_locked(self.layout.download_lock(name), True, create=True, stop=self.stop)
-        if got is None:  # pragma: no cover - create=True never returns None
-            raise OSError(f"cannot lock {self.layout.download_lock(name)}")
+        got = self.download_lock(name)
         try:
             removed = remove_unsafe(self.layout, name)
         finally:
             REGISTRY.close(got[0])
         self.state.count(refused=len(removed))
+
+    def download_lock(self, name: str) -> tuple[int, float]:
+        """The shard's download lock, held (the caller closes it with ``REGISTRY.close``).
+
+        Raises:
+            CacheUnusable: the lock file cannot be made (a full disk, an unsafe ``locks/``).
+            LockTimeout: the wait was cancelled (closing).
+        """
+        lock = self.layout.download_lock(name)
+        try:
+            got = open_locked(lock, True, create=True, stop=self.stop, below=self.layout.cache_dir)
+        except LockTimeout:
+            raise
+        except OSError as exc:
+            self.bypass.raise_for(exc)
+        if got is None:  # pragma: no cover - create=True never returns None
+            raise OSError(f"cannot lock {lock}")
+        return got
 
     # -- fetching ------------------------------------------------------------------------------
     def fetch(self, path: str, *, demand: bool, ahead: Sequence[ShardSpec] = ()) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from dataio.cache.fds import REGISTRY
 from dataio.cache.layout import CacheLayout
+from dataio.cache.safedir import unlink_at
 from dataio.cache.space import remove_unsafe
 from dataio.errors import ChecksumError, ClosedError
 from dataio.storage.base import Store
@@ -91,12 +92,13 @@ def download(
             )
         if fsync:
             os.fsync(res.fd)
-        remove_unsafe(layout, spec.name)  # never rename through a symlinked directory (out of the cache)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.replace(res.tmp, final)
+        remove_unsafe(layout, spec.name)  # a symlinked sub-folder of data/ is removed (the link only)
+        folders, leaf = layout.parent_of(final)
+        with layout.folder("tmp") as src, layout.folder(*folders, create=True) as dst:
+            os.rename(os.path.basename(res.tmp), leaf, src_dir_fd=src, dst_dir_fd=dst)  # never through a link
         renamed = True
     finally:
         REGISTRY.close(res.fd)
         if not renamed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(res.tmp)
+            with contextlib.suppress(OSError), layout.folder("tmp") as src:
+                unlink_at(src, os.path.basename(res.tmp))

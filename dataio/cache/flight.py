@@ -8,13 +8,12 @@ getting it whether another process finished the shard meanwhile.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dataio.cache.fds import REGISTRY
 from dataio.cache.fetch import Cancelled, ShardSpec, download
-from dataio.cache.locks import LockTimeout, open_locked
+from dataio.cache.locks import LockTimeout
 from dataio.cache.room import reserve
 
 if TYPE_CHECKING:
@@ -40,14 +39,11 @@ def _download(e: CacheEngine, path: str, demand: bool, ahead: Sequence[ShardSpec
     """Under the shard's download lock (waiting for another process that holds it): reserve room, download,
     verify, rename. ``"done"`` or ``"no_room"`` (a prefetch)."""
     spec = e.specs[path]
-    got = open_locked(e.layout.download_lock(spec.name), True, create=True, stop=e.stop)
-    if got is None:  # pragma: no cover - create=True never returns None
-        raise OSError(f"cannot lock {e.layout.download_lock(spec.name)}")
-    lock_fd, waited = got
+    lock_fd, waited = e.download_lock(spec.name)
     try:
         if waited:
             e.state.count(lock_waits=1)
-        if os.path.exists(e.layout.data_path(spec.name)):
+        if e.layout.has_shard(spec.name):
             return "done"
         res = reserve(
             e.layout, spec, e.options.limit, e.options.policy, e.next_uses,
@@ -65,8 +61,11 @@ def _download(e: CacheEngine, path: str, demand: bool, ahead: Sequence[ShardSpec
             chunk_size=e.options.chunk_size, fsync=e.options.fsync, stop=e.stop,
         )  # fmt: skip
         e.state.count(downloads=1, bytes_downloaded=spec.size, prefetched=int(not demand))
+        e.bypass.resumed()
         return "done"
     except LockTimeout as exc:
         raise Cancelled(str(exc)) from None
+    except OSError as exc:  # a full cache disk: this read (or prefetch) goes without the cache
+        e.bypass.raise_for(exc)
     finally:
         REGISTRY.close(lock_fd)

@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from dataio.cache.fallback import disk_full
 from dataio.cache.fds import REGISTRY
-from dataio.cache.layout import CacheLayout, read_json, write_json_atomic
-from dataio.cache.locks import is_locked, open_locked
+from dataio.cache.layout import CacheLayout, owned
+from dataio.cache.locks import is_locked_at, open_locked
 from dataio.cache.policy import NEVER
+from dataio.cache.safedir import UnsafeCacheEntry, lstat_at, read_json_at, unlink_at, write_json_at
 
 __all__ = ["Plan", "PlanOwner", "load_plans", "next_uses", "report_progress"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,9 @@ class Plan:
 class PlanOwner:
     """This process's published plan: the ``.alive`` lock, the order file and position updates.
 
+    A plan is a hint: if it cannot be written (the cache disk is full, :func:`~dataio.cache.fallback.disk_full`)
+    it is kept in memory, a warning names the folder, and it is written by a later :meth:`flush`.
+
     Not thread-safe: the store calls it under its own lock.
     """
 
@@ -148,6 +157,8 @@ class PlanOwner:
         self.plan: Plan | None = None
         self._written = (0, 0)  # (cursor, behind) last published
         self._last_write = 0.0
+        self._unpublished = False  # the order could not be written (disk full): written by the next flush
+        self._warned = False
 
     @property
     def json_path(self) -> str:
@@ -155,16 +166,38 @@ class PlanOwner:
 
     def publish(self, order: Sequence[str], cursor: int = 0) -> Plan:
         """Publishes a new order (bumping the version) and returns it."""
-        if self._alive_fd is None:
-            got = open_locked(os.path.join(self.layout.plans_dir, f"{self.id}.alive"), True, create=True)
-            if got is None:  # pragma: no cover - create=True never returns None
-                raise OSError(f"cannot lock the plan {self.id}")
-            self._alive_fd = got[0]
         version = 1 if self.plan is None else self.plan.version + 1
         self.plan = Plan(self.id, version, tuple(order), cursor)
-        write_json_atomic(self.json_path, self.plan.to_json())
         self._written = (cursor, 0)
+        self._unpublished = True
+        self._write_order()
         return self.plan
+
+    def _write_order(self) -> None:
+        try:
+            if self._alive_fd is None:
+                alive = os.path.join(self.layout.plans_dir, f"{self.id}.alive")
+                got = open_locked(alive, True, create=True, below=self.layout.cache_dir)
+                if got is None:  # pragma: no cover - create=True never returns None
+                    raise OSError(f"cannot lock the plan {self.id}")
+                self._alive_fd = got[0]
+            with self.layout.folder("plans", create=True) as dfd:
+                write_json_at(dfd, f"{self.id}.json", self.plan.to_json())  # type: ignore[union-attr]
+        except OSError as exc:
+            if isinstance(exc, UnsafeCacheEntry):
+                why = f"{exc}"
+            elif disk_full(exc):
+                why = (
+                    f"{self.layout.plans_dir}: the cache disk is full ({exc.strerror}): free space there, lower "
+                    "cache_limit or use another cache_dir"
+                )
+            else:
+                raise
+            if not self._warned:
+                self._warned = True
+                log.warning("%s; this process's access order is not published (a hint for eviction) meanwhile", why)
+            return
+        self._unpublished = self._warned = False
 
     def move(self, cursor: int, behind: int = 0, *, publish: bool = True) -> bool:
         """Moves the current order's position forward and widens its in-use window (True if either
@@ -180,8 +213,17 @@ class PlanOwner:
         return True
 
     def flush(self) -> None:
-        """Publishes the position if it changed since it was last written."""
-        if self.plan is None or self._alive_fd is None or (self.plan.cursor, self.plan.behind) == self._written:
+        """Publishes the position if it changed since it was last written (and the order, if it could not be
+        written before)."""
+        if self.plan is None:
+            return
+        if self._unpublished:
+            if time.monotonic() - self._last_write < self.MIN_INTERVAL:
+                return
+            self._last_write = time.monotonic()
+            self._write_order()
+            return
+        if self._alive_fd is None or (self.plan.cursor, self.plan.behind) == self._written:
             return
         report_progress(self.layout, self.plan, self.plan.cursor, "owner", self.plan.behind)
         self._written = (self.plan.cursor, self.plan.behind)
@@ -191,9 +233,8 @@ class PlanOwner:
         """Withdraws the plan (idempotent)."""
         if self._alive_fd is None:
             return
-        for path in _plan_files(self.layout, self.id):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        with contextlib.suppress(FileNotFoundError, UnsafeCacheEntry), self.layout.folder("plans") as dfd:
+            _remove_plan(dfd, self.id)
         REGISTRY.close(self._alive_fd)
         self._alive_fd = None
 
@@ -203,19 +244,24 @@ class PlanOwner:
         self.plan = None
 
 
-def _plan_files(layout: CacheLayout, plan_id: str) -> list[str]:
-    try:
-        names = os.listdir(layout.plans_dir)
-    except FileNotFoundError:
-        return []
-    own = [n for n in names if n.startswith(plan_id + ".") and n != f"{plan_id}.alive"]
-    return [os.path.join(layout.plans_dir, n) for n in [*own, f"{plan_id}.alive"]]
+def _remove_plan(dfd: int, plan_id: str) -> None:
+    """Deletes the files of a plan (names the cache creates only; its ``.alive`` last)."""
+    names = [n for n in os.listdir(dfd) if n.startswith(plan_id + ".") and owned("plans", n)]
+    for n in sorted(names, key=lambda n: n == f"{plan_id}.alive"):
+        unlink_at(dfd, n)
 
 
 def report_progress(layout: CacheLayout, plan: Plan, cursor: int, tag: str, behind: int = 0) -> None:
-    """Publishes how far a reader of ``plan`` has got (atomically): its position and in-use window."""
-    path = os.path.join(layout.plans_dir, f"{plan.id}.{tag}.pos")
-    write_json_atomic(path, {"version": plan.version, "cursor": cursor, "behind": behind})
+    """Publishes how far a reader of ``plan`` has got (atomically): its position and in-use window. A hint:
+    skipped when the cache disk is full or the plans folder is unusable."""
+    try:
+        with layout.folder("plans", create=True) as dfd:
+            write_json_at(dfd, f"{plan.id}.{tag}.pos", {"version": plan.version, "cursor": cursor, "behind": behind})
+    except UnsafeCacheEntry:
+        return
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
 
 
 _Cache = dict[str, tuple[tuple[int, int], Plan | None]]
@@ -224,20 +270,28 @@ _Cache = dict[str, tuple[tuple[int, int], Plan | None]]
 def load_plans(layout: CacheLayout, cache: _Cache | None = None) -> list[Plan]:
     """Every live plan with its furthest reported position; plans of dead processes are deleted.
 
+    Only names the cache creates are read; only regular files are opened (never blocking, never through a
+    symlink): a FIFO or symlink planted in ``plans/`` is skipped. A missing or unusable ``plans/`` has no plans.
+
     Args:
         layout: The dataset's cache layout.
         cache: Optional dict reused between calls: parsed plans keyed by path, re-read when they change.
     """
     cache = {} if cache is None else cache
     try:
-        names = os.listdir(layout.plans_dir)
-    except FileNotFoundError:
+        with layout.folder("plans") as dfd:
+            return _load(dfd, cache)
+    except (FileNotFoundError, UnsafeCacheEntry):
         return []
+
+
+def _load(dfd: int, cache: _Cache) -> list[Plan]:
+    names = [n for n in os.listdir(dfd) if owned("plans", n)]
     positions: dict[str, list[tuple[int, int, int]]] = {}
     for n in names:
         if n.endswith(".pos"):
-            doc = read_json(os.path.join(layout.plans_dir, n))
-            with contextlib.suppress(KeyError, TypeError, ValueError):
+            doc = read_json_at(dfd, n)
+            with contextlib.suppress(AttributeError, KeyError, TypeError, ValueError):
                 entry = (int(doc["version"]), int(doc["cursor"]), int(doc.get("behind", 0)))
                 positions.setdefault(n.split(".", 1)[0], []).append(entry)
     plans = []
@@ -245,13 +299,14 @@ def load_plans(layout: CacheLayout, cache: _Cache | None = None) -> list[Plan]:
         if not n.endswith(".json"):
             continue
         plan_id = n[: -len(".json")]
-        if not is_locked(os.path.join(layout.plans_dir, f"{plan_id}.alive")):
-            for path in _plan_files(layout, plan_id):  # dead owner (or a half-withdrawn plan)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        alive = lstat_at(dfd, f"{plan_id}.alive")
+        if alive is not None and not stat.S_ISREG(alive.st_mode):
+            continue  # not ours: left alone
+        if alive is None or not is_locked_at(dfd, f"{plan_id}.alive"):
+            _remove_plan(dfd, plan_id)  # dead owner (or a half-withdrawn plan)
             cache.pop(plan_id, None)
             continue
-        plan = _parse_cached(os.path.join(layout.plans_dir, n), plan_id, cache)
+        plan = _parse_cached(dfd, n, plan_id, cache)
         if plan is None:
             continue
         reported = [(c, b) for v, c, b in positions.get(plan_id, []) if v == plan.version]
@@ -261,16 +316,15 @@ def load_plans(layout: CacheLayout, cache: _Cache | None = None) -> list[Plan]:
     return plans
 
 
-def _parse_cached(path: str, plan_id: str, cache: _Cache) -> Plan | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+def _parse_cached(dfd: int, name: str, plan_id: str, cache: _Cache) -> Plan | None:
+    st = lstat_at(dfd, name)
+    if st is None or not stat.S_ISREG(st.st_mode):
         return None
     stamp = (st.st_ino, st.st_mtime_ns)
     hit = cache.get(plan_id)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    plan = Plan.from_json(read_json(path))
+    plan = Plan.from_json(read_json_at(dfd, name))
     cache[plan_id] = (stamp, plan)
     return plan
 

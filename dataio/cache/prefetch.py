@@ -13,7 +13,6 @@ thread itself is raised by the next call on the store.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -79,7 +78,7 @@ class Prefetcher:
             e.refresh_position()
         gen, inflight, failed, (blocked_gen, blocked_at) = e.state.prefetch_view()
         plan = e.tracker.plan
-        if plan is None or (blocked_gen == gen and now - blocked_at < _RETRY):
+        if plan is None or e.bypass.full() or (blocked_gen == gen and now - blocked_at < _RETRY):
             return gen, None, []
         budget = e.options.limit
         seen: set[str] = set()
@@ -92,7 +91,7 @@ class Prefetcher:
             budget -= spec.size
             if budget < 0 and len(seen) > 1:
                 break
-            if spec.path in failed or os.path.exists(e.layout.data_path(name)):
+            if spec.path in failed or e.layout.has_shard(name):
                 continue
             if spec.path in inflight:
                 ahead.append(spec)

@@ -7,7 +7,6 @@ released; the download itself runs without it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -18,6 +17,7 @@ from dataio.cache.fetch import ShardSpec
 from dataio.cache.layout import CacheLayout
 from dataio.cache.locks import hold, try_lock_fd
 from dataio.cache.policy import NEVER, Candidate, get_policy
+from dataio.cache.safedir import unlink_at
 from dataio.cache.space import Resident, Usage, evict, scan
 
 __all__ = ["NextUses", "Reservation", "reserve"]
@@ -66,7 +66,7 @@ def reserve(
     A demand fetch (``demand=True``) is described in :func:`_room_for_demand`, a prefetch in
     :func:`_room_for_prefetch`.
     """
-    with hold(layout.global_lock, stop=stop):
+    with hold(layout.global_lock, stop=stop, below=layout.cache_dir):
         usage = scan(layout)
         if any(r.name == spec.name for r in usage.residents):
             return Reservation("cached")
@@ -175,14 +175,16 @@ def _room_for_prefetch(
 def _create_temp(layout: CacheLayout, spec: ShardSpec, evicted: tuple[tuple[str, int], ...], over: bool) -> Reservation:
     """The locked temp file at full size: a reservation every scan counts from now on."""
     tmp = layout.new_temp(spec.name)
-    fd = REGISTRY.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        if not try_lock_fd(fd, True):  # pragma: no cover - a fresh unique file
-            raise OSError(f"cannot lock the new temp file {tmp}")
-        os.ftruncate(fd, spec.size)
-    except BaseException:
-        REGISTRY.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    leaf = os.path.basename(tmp)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with layout.folder("tmp", create=True) as dfd:
+        fd = REGISTRY.open_with(lambda: os.open(leaf, flags, 0o644, dir_fd=dfd))
+        try:
+            if not try_lock_fd(fd, True):  # pragma: no cover - a fresh unique file
+                raise OSError(f"cannot lock the new temp file {tmp}")
+            os.ftruncate(fd, spec.size)
+        except BaseException:
+            REGISTRY.close(fd)
+            unlink_at(dfd, leaf)
+            raise
     return Reservation("reserved", fd, tmp, evicted, over)

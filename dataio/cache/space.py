@@ -8,7 +8,8 @@ A shard is evicted only if an exclusive, non-blocking flock on it is granted: a 
 shared flock on every shard it is using, so a shard in use is never evicted (and a reader that opened a
 shard just before it was unlinked notices, see :func:`dataio.cache.locks.open_locked`).
 
-Only regular files under ``data/`` are shards. A symlink (planted by another user of a shared node, or pointing
+Only regular files under ``data/`` with names the cache creates are shards; nothing is reached through a
+symlink (:mod:`dataio.cache.safedir`). A symlink (planted by another user of a shared node, or pointing
 outside the cache), a FIFO, socket or device there is never opened, never counted, and is removed by
 :func:`remove_unsafe` before the shard is downloaded again.
 """
@@ -22,8 +23,9 @@ import stat
 from dataclasses import dataclass
 
 from dataio.cache.fds import REGISTRY
-from dataio.cache.layout import CacheLayout
-from dataio.cache.locks import is_locked, open_locked
+from dataio.cache.layout import CacheLayout, owned
+from dataio.cache.locks import is_locked, is_locked_at, open_locked
+from dataio.cache.safedir import describe, lstat_at, unlink_at
 from dataio.storage.base import UnsafeFileError
 
 __all__ = ["Resident", "Usage", "evict", "remove_unsafe", "scan"]
@@ -59,96 +61,96 @@ class Usage:
         return self.shard_bytes + self.temp_bytes
 
 
-def iter_data_files(layout: CacheLayout) -> list[tuple[str, os.stat_result]]:
-    """``(name, stat)`` of every regular file under ``data/`` (names are ``/``-separated, relative to ``data/``);
-    symlinks and special files are left out (``os.walk`` does not follow symlinked directories either)."""
-    out = []
-    for dirpath, _dirs, files in os.walk(layout.data_dir):
-        rel = os.path.relpath(dirpath, layout.data_dir)
-        for f in files:
-            full = os.path.join(dirpath, f)
-            with contextlib.suppress(FileNotFoundError):
-                st = os.lstat(full)
-                if stat.S_ISREG(st.st_mode):
-                    out.append((f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}", st))
-    return out
-
-
 def scan(layout: CacheLayout, *, remove_stale: bool = True) -> Usage:
-    """Lists shards and temp files; deletes temp files of dead downloaders if ``remove_stale``."""
-    residents = tuple(Resident(name, st.st_size, st.st_mtime_ns) for name, st in iter_data_files(layout))
+    """Lists shards and temp files; deletes temp files of dead downloaders if ``remove_stale``.
+
+    Only names the cache creates count (:func:`~dataio.cache.layout.owned`); in ``tmp/`` only regular files
+    are opened (never blocking, never through a symlink) and only unlocked ``*.part`` temps are deleted.
+
+    Raises:
+        UnsafeCacheEntry: ``data/`` or ``tmp/`` is a symlink or not a folder.
+    """
+    residents = tuple(Resident(name, st.st_size, st.st_mtime_ns) for name, st in layout.data_names())
     temp_bytes = temp_files = stale = 0
     live: list[str] = []
-    try:
-        temps = os.listdir(layout.tmp_dir)
-    except FileNotFoundError:
-        temps = []
-    for t in temps:
-        path = os.path.join(layout.tmp_dir, t)
-        locked = is_locked(path)
-        if locked is None:
-            continue
-        if not locked and remove_stale:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            stale += 1
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            temp_bytes += os.stat(path).st_size
-            temp_files += 1
-            live.append(t)
+    with contextlib.suppress(FileNotFoundError), layout.folder("tmp", create=remove_stale) as dfd:
+        for t in os.listdir(dfd):
+            if not owned("tmp", t):
+                continue
+            locked = is_locked_at(dfd, t)
+            if locked is None:  # gone, or not a regular file: left alone
+                continue
+            if not locked and remove_stale:
+                stale += unlink_at(dfd, t)
+                continue
+            st = lstat_at(dfd, t)
+            if st is not None:
+                temp_bytes += st.st_size
+                temp_files += 1
+                live.append(t)
     return Usage(residents, temp_bytes, temp_files, stale, tuple(live))
 
 
 def evict(layout: CacheLayout, name: str) -> bool:
     """Deletes a cached shard unless someone is using it; True if it was deleted."""
+    path = layout.data_path(name)
     try:
-        got = open_locked(layout.data_path(name), True, blocking=False, regular_in=layout.data_dir)
+        got = open_locked(path, True, blocking=False, below=layout.cache_dir)
     except (UnsafeFileError, NotADirectoryError):
         return False
     if got is None:
         return False
     fd, _ = got
+    folders, leaf = layout.parent_of(path)
     try:
-        os.unlink(layout.data_path(name))
-    except FileNotFoundError:
+        with layout.folder(*folders) as dfd:
+            return unlink_at(dfd, leaf)
+    except (UnsafeFileError, FileNotFoundError):
         return False
     finally:
         REGISTRY.close(fd)
-    return True
 
 
 def remove_unsafe(layout: CacheLayout, name: str) -> list[str]:
     """Removes whatever stands on the way to ``data/<name>`` without being a real directory (a symlink, a
     file where a directory belongs) or, at ``name`` itself, without being a regular file (a symlink, a FIFO, a
-    socket, a device). Only the entry itself is removed, never what a symlink points to. The caller holds the
-    shard's download lock. Returns the removed paths (each logged).
+    socket, a device). Only the entry itself is removed, never what a symlink points to; every folder is
+    reached without following a symlink. The caller holds the shard's download lock. Returns the removed
+    paths (each logged).
 
     Raises:
         OSError: a directory where the shard belongs (not removed: it may hold someone's files).
+        UnsafeCacheEntry: ``data/`` itself (or the dataset's folder) is a symlink or not a folder.
     """
     removed: list[str] = []
     parts = name.split("/")
     where = layout.data_dir
-    for i, part in enumerate(parts):
-        where = os.path.join(where, part)
-        try:
-            st = os.lstat(where)
-        except FileNotFoundError:
+    with layout.folder("data", create=True) as top:
+        dfd = os.dup(top)
+    try:
+        for i, part in enumerate(parts):
+            where = os.path.join(where, part)
+            st = lstat_at(dfd, part)
+            if st is None:
+                break
+            last = i == len(parts) - 1
+            if stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode):
+                if not last:
+                    sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                    os.close(dfd)
+                    dfd = sub
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(f"{where}: a directory where the cached shard {name} belongs; remove it")
+            unlink_at(dfd, part)
+            log.warning("removed %s from the cache: %s, not a regular file or directory", where, describe(st.st_mode))
+            removed.append(where)
             break
-        last = i == len(parts) - 1
-        if stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode):
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(f"{where}: a directory where the cached shard {name} belongs; remove it")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(where)
-        log.warning("removed %s from the cache: not a regular file or directory (a symlink or special file)", where)
-        removed.append(where)
-        break
+    finally:
+        os.close(dfd)
     return removed
 
 
 def is_in_use(layout: CacheLayout, name: str) -> bool:
     """Whether some process holds a shard open (a shared flock on it)."""
-    return bool(is_locked(layout.data_path(name)))
+    return bool(is_locked(layout.data_path(name), below=layout.cache_dir))

@@ -22,7 +22,11 @@ Guarantees, for every process and rank sharing ``cache_dir`` on a node:
   shard is pinned, or if the shard alone is bigger than the limit: it is still downloaded and served, and
   goes first afterwards (both counted in ``stats().over_limit``);
 * only a regular file reached without a symlink is opened as a cached copy: a symlink, FIFO or device in its
-  place is removed and the shard downloaded again (``stats().refused``);
+  place is removed and the shard downloaded again (``stats().refused``); no folder below ``cache_dir`` is
+  ever followed through a symlink, and only names the cache creates are deleted (:mod:`dataio.cache.safedir`);
+* the cache is an optimisation: a read it cannot serve (its disk full, an unsafe entry where it needs a folder)
+  is served from the remote store with one warning naming the folder and the fix (``stats().fallbacks``);
+  caching resumes when there is space (:mod:`dataio.cache.fallback`);
 * :meth:`CachedStore.close` waits for the reads in flight before it closes their descriptors; later reads raise
   :class:`~dataio.cache.fetch.Cancelled` (a :class:`~dataio.errors.ClosedError`).
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,16 +43,21 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
 from dataio.cache.engine import CacheEngine, pread_exactly
+from dataio.cache.fallback import CacheUnusable, disk_full
 from dataio.cache.fds import REGISTRY
 from dataio.cache.fetch import ShardSpec
-from dataio.cache.layout import CacheLayout, dataset_key, read_json, strip_credentials, write_json_atomic
+from dataio.cache.layout import DATASET_META, CacheLayout, dataset_key, strip_credentials
 from dataio.cache.locks import open_locked
 from dataio.cache.options import CacheOptions
+from dataio.cache.safedir import read_json_at, write_json_at
+from dataio.cache.state import Pin
 from dataio.format.manifest import check_relative_path
 from dataio.format.shard import FOOTER_SIZE
 from dataio.storage.base import StorageError, Store
 
 __all__ = ["CacheStats", "CachedStore"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,8 @@ class CacheStats:
         invalidated: Cached copies dropped because a read found them corrupt (then downloaded again).
         refused: Entries at a cached copy's place that were not regular files (symlinks, FIFOs, devices):
             never opened, removed, the shard downloaded again.
+        fallbacks: Reads served from the remote store because the cache could not be used (its disk full, or
+            an unsafe entry planted where it needs a folder; see :mod:`dataio.cache.fallback`).
     """
 
     reads: int = 0
@@ -88,6 +100,7 @@ class CacheStats:
     remote_reads: int = 0
     invalidated: int = 0
     refused: int = 0
+    fallbacks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,11 +163,9 @@ class CachedStore(Store):
         for path, (size, sha256) in shards.items():
             check_relative_path(path, "shard path")
             specs[path] = ShardSpec(path, layout.shard_name(path, sha256), size, sha256)
-        layout.create()
         meta = {"root": strip_credentials(remote.root), "limit": limit_bytes, "policy": policy,
                 "shards": len(specs), "bytes": sum(s.size for s in specs.values())}  # fmt: skip
-        if read_json(layout.meta_path) != meta:
-            write_json_atomic(layout.meta_path, meta)
+        _create(layout, meta)
         self.remote = remote
         self.layout = layout
         self.shared_between_processes = remote.shared_between_processes
@@ -189,7 +200,9 @@ class CachedStore(Store):
             raise StorageError(f"{self.url(path)} [{offset}, +{length}): outside the shard's {spec.size} bytes")
         if offset > 0 and offset + length >= spec.size - FOOTER_SIZE:
             return self._engine.read_tail(path, offset, length)
-        entry = self._engine.acquire(path)
+        entry = self._acquire(path)
+        if entry is None:
+            return self.remote.read_range(path, offset, length)
         try:
             return pread_exactly(entry.fd, offset, length, self.url(path))
         finally:
@@ -199,7 +212,9 @@ class CachedStore(Store):
         spec = self._engine.specs.get(path)
         if spec is None:
             return self.remote.read(path)
-        entry = self._engine.acquire(path)
+        entry = self._acquire(path)
+        if entry is None:
+            return self.remote.read(path)
         try:
             return pread_exactly(entry.fd, 0, spec.size, self.url(path))
         finally:
@@ -229,16 +244,25 @@ class CachedStore(Store):
         """A shard streams from its cached copy (pinned until the stream is closed); other paths from remote."""
         if path not in self._engine.specs:
             return self.remote.open_stream(path)
-        entry = self._engine.acquire(path)  # cached and pinned: cannot be evicted while we open it again
+        entry = self._acquire(path)  # cached and pinned: cannot be evicted while we open it again
+        if entry is None:
+            return self.remote.open_stream(path)
         try:
-            got = open_locked(
-                self.layout.data_path(self._engine.specs[path].name), False, regular_in=self.layout.data_dir
-            )
+            got = open_locked(self.layout.data_path(self._engine.specs[path].name), False, below=self.layout.cache_dir)
         finally:
             self._engine.release(entry)
         if got is None:  # pragma: no cover - pinned above
             raise StorageError(f"{self.url(path)}: cached copy vanished")
         return _PinnedReader(got[0])  # type: ignore[return-value]
+
+    def _acquire(self, path: str) -> Pin | None:
+        """The pinned cached copy of shard ``path``, or None if the cache cannot be used for it now (a full
+        disk, an unsafe cache folder: :mod:`dataio.cache.fallback`): the caller reads from the remote."""
+        try:
+            return self._engine.acquire(path)
+        except CacheUnusable:
+            self._engine.state.count(fallbacks=1)
+            return None
 
     def _refuse_shard(self, path: str) -> None:
         if path in self._engine.specs:
@@ -295,3 +319,20 @@ class CachedStore(Store):
 
     def __repr__(self) -> str:
         return f"CachedStore({self.remote.root!r}, cache={self.layout.base!r}, limit={self.options.limit})"
+
+
+def _create(layout: CacheLayout, meta: dict[str, Any]) -> None:
+    """The dataset's folders (none through a symlink: an unsafe one raises ``UnsafeCacheEntry``) and its
+    informational ``dataset.json``; a full disk only warns (reads then go to the remote store)."""
+    try:
+        layout.create()
+        with layout.folder() as dfd:
+            if read_json_at(dfd, DATASET_META) != meta:
+                write_json_at(dfd, DATASET_META, meta)
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        log.warning(
+            "%s: the cache disk is full (%s): free space there, lower cache_limit, or give open_dataset another "
+            "cache_dir; reads go to the remote store while it is full", layout.base, exc.strerror,
+        )  # fmt: skip

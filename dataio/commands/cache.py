@@ -21,6 +21,7 @@ def _mb(n: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from dataio.cache import clear_cache, inspect_cache
+    from dataio.cache.admin import left_alone_at_top
 
     if args.action == "stats":
         usage = inspect_cache(args.cache_dir)
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"    downloading     {u.downloading} ({_mb(u.downloading_bytes)}), stale temp files {u.stale_temp}")
             print(f"    locks held      {u.download_locks_held} download, {u.in_use} shard pins")
             print(f"    live plans      {u.plans}")
+            _print_left_alone(u.left_alone, "    ")
+        _print_left_alone(tuple(left_alone_at_top(args.cache_dir)), "")
         return 0
     report = clear_cache(args.cache_dir)
     if args.json:
@@ -48,4 +51,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name}")
     if report.downloading:
         print(f"left {report.downloading} download(s) in progress")
+    _print_left_alone(report.left_alone, "")
     return 0
+
+
+def _print_left_alone(entries: tuple[str, ...], indent: str) -> None:
+    """Entries the cache did not create (foreign names, symlinks, FIFOs): never followed, opened or deleted."""
+    if entries:
+        print(f"{indent}left alone {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} the cache did not create:")
+        for e in entries:
+            print(f"{indent}  {e}")
