@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataio.cache import flight
 from dataio.cache.fallback import Bypass
 from dataio.cache.fds import REGISTRY
-from dataio.cache.fetch import ShardSpec
 from dataio.cache.layout import CacheLayout
 from dataio.cache.locks import LockTimeout, open_locked
 from dataio.cache.options import CacheOptions
@@ -32,6 +31,7 @@ from dataio.cache.plans import next_uses
 from dataio.cache.prefetch import Prefetcher
 from dataio.cache.safedir import lstat_at, unlink_at
 from dataio.cache.space import remove_unsafe
+from dataio.cache.spec import ShardSpec
 from dataio.cache.state import CacheState, Pin
 from dataio.cache.tracker import PlanTracker
 from dataio.errors import ChecksumError

@@ -12,41 +12,22 @@ import contextlib
 import hashlib
 import os
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from dataio.cache.fds import REGISTRY
 from dataio.cache.layout import CacheLayout
+from dataio.cache.room import Reservation
 from dataio.cache.safedir import unlink_at
 from dataio.cache.space import remove_unsafe
+from dataio.cache.spec import ShardSpec
 from dataio.errors import ChecksumError, ClosedError
 from dataio.storage.base import Store
 
-if TYPE_CHECKING:
-    from dataio.cache.room import Reservation
-
-__all__ = ["Cancelled", "ShardSpec", "download"]
+__all__ = ["Cancelled", "download"]
 
 
 class Cancelled(ClosedError):
     """The cached store was closed (a read, a wait or a download in progress was cancelled); a
     :class:`~dataio.errors.ClosedError` (so a ``RuntimeError``) naming the dataset."""
-
-
-@dataclass(frozen=True)
-class ShardSpec:
-    """A shard as the manifest describes it, and its name in the cache."""
-
-    path: str
-    name: str
-    size: int
-    sha256: str
-
-    def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
-            raise ValueError(f"shard {self.path!r}: size must be a non-negative int, got {self.size!r}")
-        if not isinstance(self.sha256, str) or len(self.sha256) != 64:
-            raise ValueError(f"shard {self.path!r}: sha256 must be 64 hex digits")
 
 
 def download(

@@ -9,20 +9,18 @@ getting it whether another process finished the shard meanwhile.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from dataio.cache.fds import REGISTRY
-from dataio.cache.fetch import Cancelled, ShardSpec, download
+from dataio.cache.fetch import Cancelled, download
 from dataio.cache.locks import LockTimeout
+from dataio.cache.ports import EngineCore
 from dataio.cache.room import reserve
-
-if TYPE_CHECKING:
-    from dataio.cache.engine import CacheEngine
+from dataio.cache.spec import ShardSpec
 
 __all__ = ["fetch"]
 
 
-def fetch(e: CacheEngine, path: str, *, demand: bool, ahead: Sequence[ShardSpec] = ()) -> str:
+def fetch(e: EngineCore, path: str, *, demand: bool, ahead: Sequence[ShardSpec] = ()) -> str:
     """Makes sure ``path`` is cached, downloading it at most once per node.
 
     Concurrent calls in this process share one attempt (:meth:`~dataio.cache.state.CacheState.single_flight`);
@@ -35,7 +33,7 @@ def fetch(e: CacheEngine, path: str, *, demand: bool, ahead: Sequence[ShardSpec]
     return e.state.single_flight(path, demand=demand, attempt=lambda: _download(e, path, demand, ahead))
 
 
-def _download(e: CacheEngine, path: str, demand: bool, ahead: Sequence[ShardSpec]) -> str:
+def _download(e: EngineCore, path: str, demand: bool, ahead: Sequence[ShardSpec]) -> str:
     """Under the shard's download lock (waiting for another process that holds it): reserve room, download,
     verify, rename. ``"done"`` or ``"no_room"`` (a prefetch)."""
     spec = e.specs[path]

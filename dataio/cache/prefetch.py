@@ -15,12 +15,10 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from typing import TYPE_CHECKING
 
-from dataio.cache.fetch import Cancelled, ShardSpec
-
-if TYPE_CHECKING:
-    from dataio.cache.engine import CacheEngine
+from dataio.cache.fetch import Cancelled
+from dataio.cache.ports import EngineCore
+from dataio.cache.spec import ShardSpec
 
 __all__ = ["Prefetcher"]
 
@@ -33,7 +31,7 @@ class Prefetcher:
     engine's
     :class:`~dataio.cache.state.CacheState`."""
 
-    def __init__(self, engine: CacheEngine, threads: int) -> None:
+    def __init__(self, engine: EngineCore, threads: int) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.engine = engine

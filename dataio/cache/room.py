@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from dataio.cache.fds import REGISTRY
-from dataio.cache.fetch import ShardSpec
 from dataio.cache.layout import CacheLayout
 from dataio.cache.locks import hold, try_lock_fd
 from dataio.cache.policy import NEVER, Candidate, get_policy
 from dataio.cache.safedir import unlink_at
 from dataio.cache.space import Resident, Usage, evict, scan
+from dataio.cache.spec import ShardSpec
 
 __all__ = ["NextUses", "Reservation", "reserve"]
 

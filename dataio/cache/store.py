@@ -45,11 +45,11 @@ from typing import Any, BinaryIO
 from dataio.cache.engine import CacheEngine, pread_exactly
 from dataio.cache.fallback import CacheUnusable, disk_full
 from dataio.cache.fds import REGISTRY
-from dataio.cache.fetch import ShardSpec
 from dataio.cache.layout import DATASET_META, CacheLayout, dataset_key, strip_credentials
 from dataio.cache.locks import open_locked
 from dataio.cache.options import CacheOptions
 from dataio.cache.safedir import read_json_at, write_json_at
+from dataio.cache.spec import ShardSpec
 from dataio.cache.state import Pin
 from dataio.format.manifest import check_relative_path
 from dataio.format.shard import FOOTER_SIZE
