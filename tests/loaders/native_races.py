@@ -19,6 +19,7 @@ Scenarios:
     partial-start  ImageKernel(64) with room for a few threads keeps and reports those; ImageKernel(1) with room
              for none raises OSError (and leaves nothing registered for the fork handlers).
     ring-fork  a forked child refuses put/get on the rings it inherited with a clear RuntimeError.
+    loader-fork  (PHOTO_DIR: a packed dataset) children forked during a fast-path epoch iterate the same loader.
 """
 
 from __future__ import annotations
@@ -351,6 +352,46 @@ def scenario_ring_fork(photos: list[bytes], trials: int) -> str:
     return f"{trials} forked children refused their inherited rings and used new ones"
 
 
+def scenario_loader_fork(packed: str, trials: int) -> str:
+    """Children forked while the parent's thread iterates a fast-path loader, each then iterating the same loader
+    (a new epoch: its own stage threads and rings, the parent's shared kernel) within a deadline."""
+    import dataio
+
+    ds = dataio.open_dataset(packed)
+    loader = dataio.DataLoader(ds, batch_size=4, num_workers=2, pipeline=dataio.ImagePipeline(train=True, size=24))
+    want = len(loader)
+    stop = threading.Event()
+
+    def epochs() -> None:
+        while not stop.is_set():
+            for _ in loader:
+                if stop.is_set():
+                    break
+
+    parent = threading.Thread(target=epochs, daemon=True)
+    parent.start()
+    bad = []
+    for trial in range(trials):
+        time.sleep(0.01 + 0.01 * (trial % 4))
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                faulthandler.dump_traceback_later(3 * CHILD_S, exit=True)
+                code = 0 if sum(1 for _ in loader) == want else 2
+            except BaseException:  # any error is the failure this checks
+                code = 3
+            os._exit(code)
+        code = _wait_child(pid, time.monotonic() + 4 * CHILD_S)
+        if code != 0:
+            bad.append(code)
+    stop.set()
+    parent.join()
+    if bad:
+        return f"FAIL: of {trials} children {len(bad)} went wrong (exit codes, None: hung): {bad}"
+    return f"{trials} children forked during an epoch iterated the same loader"
+
+
 SCENARIOS = {
     "close": scenario_close,
     "fork": scenario_fork,
@@ -358,6 +399,7 @@ SCENARIOS = {
     "fork-no-threads": scenario_fork_no_threads,
     "partial-start": scenario_partial_start,
     "ring-fork": scenario_ring_fork,
+    "loader-fork": scenario_loader_fork,
 }
 
 
@@ -365,7 +407,8 @@ def main(argv: list[str]) -> int:
     scenario, folder = argv[0], argv[1]
     trials = int(argv[2]) if len(argv) > 2 else 50
     faulthandler.dump_traceback_later(HANG_S, exit=True)
-    verdict = SCENARIOS[scenario](_photos(folder), trials)
+    source: Any = folder if scenario == "loader-fork" else _photos(folder)
+    verdict = SCENARIOS[scenario](source, trials)
     faulthandler.cancel_dump_traceback_later()
     print(("" if verdict.startswith("FAIL") else "ok ") + verdict, flush=True)
     return 1 if verdict.startswith("FAIL") else 0
