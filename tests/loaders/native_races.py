@@ -8,7 +8,7 @@ stderr, exit 1) before the calling test's subprocess timeout, so a regression fa
 Forked children always leave with ``os._exit``.
 
 Scenarios:
-    close    close() while two threads (or one) run() 400-image batches: close returns, every run() either
+    close    close() while two threads (or one) run() 200-image batches: close returns, every run() either
              returns a full result or raises the closed error, and nothing hangs.
     fork     fork() while other threads run the kernel and decode_into(): every child decodes with the
              parent's kernel and decode_into() within a deadline.
@@ -20,6 +20,7 @@ Scenarios:
              for none raises OSError (and leaves nothing registered for the fork handlers).
     ring-fork  a forked child refuses put/get on the rings it inherited with a clear RuntimeError.
     loader-fork  (PHOTO_DIR: a packed dataset) children forked during a fast-path epoch iterate the same loader.
+             Not in the test suite yet: run it by hand (see docs/native.md).
 """
 
 from __future__ import annotations
@@ -30,28 +31,15 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dataio.loaders import native
+from tests.loaders import native_thread_starts
+from tests.loaders.race_support import CHILD_S, batch, photos_in, wait_child
 
 HANG_S = 100  # faulthandler ends a hung scenario after this long (the tests' subprocess timeout is longer)
-CHILD_S = 5.0  # a forked child must have decoded within this
-
-
-def _photos(folder: str) -> list[bytes]:
-    return [p.read_bytes() for p in sorted(Path(folder).rglob("*.JPEG"))]
-
-
-def _batch(photos: list[bytes], n: int, side: int = 24) -> tuple[list[bytes], np.ndarray, np.ndarray, np.ndarray]:
-    """n images (whole-image boxes: a full decode each), flips, an (n, 3, side, side) out."""
-    data = [photos[i % len(photos)] for i in range(n)]
-    sizes = native.jpeg_headers(data)[:, :2].astype(np.float64)
-    boxes = np.zeros((n, 4), np.float64)
-    boxes[:, 2:] = sizes
-    return data, boxes, np.zeros(n, np.uint8), np.zeros((n, 3, side, side), np.uint8)
 
 
 def _closed_error(exc: BaseException) -> bool:
@@ -61,7 +49,7 @@ def _closed_error(exc: BaseException) -> bool:
 def scenario_close(photos: list[bytes], trials: int) -> str:
     m = native.require()
     n = 200
-    data, boxes, flips, _ = _batch(photos, n)
+    data, boxes, flips, _ = batch(photos, n)
     finished = refused = 0
     for trial in range(trials):
         k = m.ImageKernel(1 + trial % 3)
@@ -126,21 +114,9 @@ def _child(k: Any, data: list[bytes], boxes: np.ndarray, flips: np.ndarray) -> N
     os._exit(code)
 
 
-def _wait_child(pid: int, deadline: float) -> int | None:
-    """The child's exit code, or None (after killing it) when it did not finish by the deadline."""
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.005)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return None
-
-
 def scenario_fork(photos: list[bytes], trials: int) -> str:
     m = native.require()
-    data, boxes, flips, _ = _batch(photos, 8)
+    data, boxes, flips, _ = batch(photos, 8)
     k = m.ImageKernel(2)
     stop = threading.Event()
     tiny = np.array([[0, 0, 8, 8]] * 2, np.float64)  # two quick images a batch: the pool's lock changes hands often
@@ -162,7 +138,7 @@ def scenario_fork(photos: list[bytes], trials: int) -> str:
             pid = os.fork()
             if pid == 0:
                 _child(k, data, boxes, flips)
-            code = _wait_child(pid, time.monotonic() + CHILD_S)
+            code = wait_child(pid, time.monotonic() + CHILD_S)
             if code is None:
                 hung += 1
             elif code != 0:
@@ -180,7 +156,7 @@ def scenario_fork(photos: list[bytes], trials: int) -> str:
 def scenario_mutate(photos: list[bytes], trials: int) -> str:
     m = native.require()
     n = 64
-    data, boxes, flips, out = _batch(photos, n)
+    data, boxes, flips, out = batch(photos, n)
     rows = np.arange(n, dtype=np.int64)
     good_rows, good_boxes = rows.copy(), boxes.copy()
     k = m.ImageKernel(2)
@@ -217,90 +193,6 @@ def scenario_mutate(photos: list[bytes], trials: int) -> str:
         mutator.join()
     k.close()
     return f"{trials} runs under mutation: {ran} ran, {refused} refused"
-
-
-def _vm_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmSize in /proc/self/status")
-
-
-def _limit_address_space(headroom: int) -> None:
-    """Lets the process map only `headroom` more bytes: a new thread's 8 MiB stack no longer fits beyond that."""
-    import resource
-
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + headroom, hard))
-
-
-def _take_every_thread_stack() -> None:
-    """Starts idle threads until none can start: they hold every thread stack the C library had cached (a forked
-    child's cache holds the parent's threads' stacks), so the next thread needs new memory."""
-    hold = threading.Event()
-    for _ in range(1024):
-        try:
-            threading.Thread(target=hold.wait, daemon=True).start()
-        except RuntimeError:
-            return
-    raise RuntimeError("1024 threads started under the address-space limit")
-
-
-def scenario_fork_no_threads(photos: list[bytes], trials: int) -> str:
-    """A forked child whose first run() cannot start the child's own threads gets OSError naming that."""
-    m = native.require()
-    data, boxes, flips, out = _batch(photos, 4)
-    k = m.ImageKernel(2)
-    k.run(data, boxes, flips, out, np.arange(4), True)
-    pid = os.fork()
-    if pid == 0:  # the child cannot start its own threads: run() says so (not "closed"), and the kernel stays usable
-        code = 0
-        try:
-            _limit_address_space(1 << 20)
-            _take_every_thread_stack()
-            try:
-                k.run(data, boxes, flips, out, np.arange(4), True)
-                code = 2
-            except OSError as exc:
-                code = 0 if "could not start a native thread" in str(exc) else 3
-            except BaseException:  # any other error is the failure this checks
-                code = 4
-        finally:
-            os._exit(code)
-    code = _wait_child(pid, time.monotonic() + CHILD_S)
-    k.close()
-    if code != 0:
-        return f"FAIL: a forked child that cannot start threads: exit code {code} (None: hung)"
-    return "a forked child without room for threads got OSError naming it"
-
-
-def scenario_partial_start(photos: list[bytes], trials: int) -> str:
-    """ImageKernel(64) with room for a few threads keeps and reports those; ImageKernel(1) with none raises."""
-    m = native.require()
-    data, boxes, flips, out = _batch(photos, 4)
-    _limit_address_space(48 << 20)
-    partial = m.ImageKernel(64)
-    if not 0 < partial.threads < 64:
-        return f"FAIL: ImageKernel(64) under a 48 MiB address-space headroom reports {partial.threads} threads"
-    if partial.run(data, boxes, flips, out, np.arange(4), True) != [None] * 4:
-        return "FAIL: the partly started kernel does not decode"
-    started = partial.threads
-    partial.close()
-    _limit_address_space(1 << 20)
-    _take_every_thread_stack()
-    try:
-        m.ImageKernel(1)
-    except OSError as exc:
-        if "could not start a native thread" not in str(exc):
-            return f"FAIL: ImageKernel(1) without room for a thread raised {exc!r}"
-    else:
-        return "FAIL: ImageKernel(1) without room for a thread did not raise"
-    pid = os.fork()  # the pool of the kernel that failed to start is not left registered for the fork handlers
-    if pid == 0:
-        os._exit(0)
-    if _wait_child(pid, time.monotonic() + CHILD_S) != 0:
-        return "FAIL: fork after a failed ImageKernel()"
-    return f"ImageKernel(64) started and reports {started} threads; ImageKernel(1) refused"
 
 
 def scenario_ring_fork(photos: list[bytes], trials: int) -> str:
@@ -341,7 +233,7 @@ def scenario_ring_fork(photos: list[bytes], trials: int) -> str:
             except BaseException:
                 code = code or 5
             os._exit(code)
-        code = _wait_child(pid, time.monotonic() + CHILD_S)
+        code = wait_child(pid, time.monotonic() + CHILD_S)
         if code != 0:
             bad.append(code)
     stop.set()
@@ -377,12 +269,11 @@ def scenario_loader_fork(packed: str, trials: int) -> str:
         if pid == 0:
             code = 0
             try:
-                faulthandler.dump_traceback_later(3 * CHILD_S, exit=True)
                 code = 0 if sum(1 for _ in loader) == want else 2
             except BaseException:  # any error is the failure this checks
                 code = 3
             os._exit(code)
-        code = _wait_child(pid, time.monotonic() + 4 * CHILD_S)
+        code = wait_child(pid, time.monotonic() + 4 * CHILD_S)
         if code != 0:
             bad.append(code)
     stop.set()
@@ -396,8 +287,8 @@ SCENARIOS = {
     "close": scenario_close,
     "fork": scenario_fork,
     "mutate": scenario_mutate,
-    "fork-no-threads": scenario_fork_no_threads,
-    "partial-start": scenario_partial_start,
+    "fork-no-threads": native_thread_starts.fork_no_threads,
+    "partial-start": native_thread_starts.partial_start,
     "ring-fork": scenario_ring_fork,
     "loader-fork": scenario_loader_fork,
 }
@@ -407,7 +298,7 @@ def main(argv: list[str]) -> int:
     scenario, folder = argv[0], argv[1]
     trials = int(argv[2]) if len(argv) > 2 else 50
     faulthandler.dump_traceback_later(HANG_S, exit=True)
-    source: Any = folder if scenario == "loader-fork" else _photos(folder)
+    source: Any = folder if scenario == "loader-fork" else photos_in(folder)
     verdict = SCENARIOS[scenario](source, trials)
     faulthandler.cancel_dump_traceback_later()
     print(("" if verdict.startswith("FAIL") else "ok ") + verdict, flush=True)
