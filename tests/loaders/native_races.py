@@ -20,7 +20,8 @@ Scenarios:
              for none raises OSError (and leaves nothing registered for the fork handlers).
     ring-fork  a forked child refuses put/get on the rings it inherited with a clear RuntimeError.
     loader-fork  (PHOTO_DIR: a packed dataset) children forked during a fast-path epoch iterate the same loader.
-             Not in the test suite yet: run it by hand (see docs/native.md).
+             Not in the suite: ~1 child in 70 hangs in CPython's import machinery, not in native code (a module
+             some parent thread was importing at the fork, e.g. numpy.ma, keeps its import lock; docs/native.md).
 """
 
 from __future__ import annotations
@@ -248,7 +249,11 @@ def scenario_loader_fork(packed: str, trials: int) -> str:
     """Children forked while the parent's thread iterates a fast-path loader, each then iterating the same loader
     (a new epoch: its own stage threads and rings, the parent's shared kernel) within a deadline."""
     import dataio
+    import dataio.loaders.fast  # see below
 
+    # The first epoch imports dataio.loaders.fast lazily: a child forked while the parent's thread is inside that
+    # import waits forever on the module's import lock (CPython keeps per-module import locks across fork; the
+    # thread holding it does not exist in the child). That hang is not native; importing first keeps it out.
     ds = dataio.open_dataset(packed)
     loader = dataio.DataLoader(ds, batch_size=4, num_workers=2, pipeline=dataio.ImagePipeline(train=True, size=24))
     want = len(loader)
