@@ -1,10 +1,16 @@
 /* dataio._native: the module object. Each part registers its types and functions here:
- *   kernel.c  ImageKernel: batch decode -> crop -> resize -> flip -> normalise on a native thread pool
+ *   kernel.c  ImageKernel: batch decode -> crop -> resize -> flip -> normalise on a native thread pool (pool.c)
+ *   calls.c   decode_into, jpeg_headers, crop_windows (windows.c), simd, the status constants
  *   ring.c    Ring: bounded lock-free SPSC / MPMC hand-off of Python objects, blocking waits without the GIL
+ * forks.c counts forks, so that objects a forked child inherited can tell (see forks.h for the fork rules).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
+
+#include "calls.h"
+#include "forks.h"
 #include "kernel.h"
 #include "ring.h"
 
@@ -17,9 +23,14 @@ static struct PyModuleDef native_module = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
+    int rc = forks_init();
+    if (rc != 0) {
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     PyObject *m = PyModule_Create(&native_module);
     if (m == NULL) return NULL;
-    if (dataio_kernel_register(m) < 0 || dataio_ring_register(m) < 0) {
+    if (dataio_kernel_register(m) < 0 || dataio_calls_register(m) < 0 || dataio_ring_register(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -26,6 +26,7 @@
 #else
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "forks.h"
 #include "ring.h"
 #endif
 
@@ -400,7 +401,19 @@ static PyObject *RingClosed; /* dataio._native.RingClosed */
 typedef struct {
     PyObject_HEAD
     ring_t *ring;
+    unsigned generation; /* forks_generation() at creation */
 } RingObject;
+
+/* fork() copies a ring as the parent's threads left it: a put or get may be half done (an mpmc cell claimed but
+ * never published, `putting` or an spsc busy flag never reset), and the threads on its other side do not exist in
+ * the child, so a get could wait forever. A forked child therefore refuses put and get on an inherited ring (close,
+ * len, repr and freeing it work): -1 with RuntimeError set. */
+static int check_same_process(RingObject *self) {
+    if (self->generation == forks_generation()) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "this Ring was inherited through fork(): the threads on its other side are "
+                                        "in the parent process; create a new Ring in the child");
+    return -1;
+}
 
 static void drop_item(void *item) { Py_DECREF((PyObject *)item); }
 
@@ -430,6 +443,7 @@ static PyObject *Ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     }
     RingObject *self = (RingObject *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
+    self->generation = forks_generation();
     self->ring = ring_create(kind, (uint32_t)capacity);
     if (self->ring == NULL) {
         Py_DECREF(self);
@@ -506,6 +520,7 @@ static PyObject *busy_error(int put) {
 /* put/try_put: block = 0 tries once. Returns True, False (timeout) or NULL (RingClosed / other error). */
 static PyObject *Ring_put_impl(RingObject *self, PyObject *item, int64_t timeout_ns) {
     ring_t *r = self->ring;
+    if (check_same_process(self) < 0) return NULL;
     if (!ring_enter(r, 1)) return busy_error(1);
     Py_INCREF(item); /* this reference moves into the ring, and from there to the getter */
     int st = ring_attempt_put(r, item);
@@ -528,6 +543,7 @@ static PyObject *Ring_put_impl(RingObject *self, PyObject *item, int64_t timeout
 static PyObject *Ring_get_impl(RingObject *self, int64_t timeout_ns, int *st_out) {
     ring_t *r = self->ring;
     *st_out = -1;
+    if (check_same_process(self) < 0) return NULL;
     if (!ring_enter(r, 0)) return busy_error(0);
     void *item = NULL;
     int st = ring_attempt_get(r, &item);

@@ -13,8 +13,10 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "args.h"
 #include "windows.h"
 
 /* --- numpy.random.SeedSequence (pool of 4 uint32 words) ------------------------------------------------------- */
@@ -195,7 +197,7 @@ static void center_crop(int64_t height, int64_t width, const WindowSpec *s, doub
 int window_one(const WindowSpec *s, uint64_t seed, uint64_t epoch, uint64_t index, int64_t width, int64_t height,
                double box[4], uint8_t *flip) {
     if (width < 1 || height < 1) return -1;
-    if (!s->train) { /* the resized shorter side is >= size (crop_ratio <= 1): the crop always fits */
+    if (!s->train) { /* size <= resized shorter side <= WINDOW_MAX_RESIZE (crop_ratio checked): the crop fits */
         center_crop(height, width, s, box);
         *flip = 0;
         return 0;
@@ -213,18 +215,38 @@ int window_one(const WindowSpec *s, uint64_t seed, uint64_t epoch, uint64_t inde
 
 static int buffer_of(PyObject *obj, Py_buffer *v, const char *name, char fmt, Py_ssize_t itemsize, Py_ssize_t n,
                      Py_ssize_t cols, int writable) {
-    int flags = PyBUF_FORMAT | PyBUF_ND | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, v, flags) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", name, writable ? " writable" : "");
-        return -1;
-    }
-    const char *f = v->format ? v->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    int ok = v->itemsize == itemsize && (f[0] == fmt || (fmt == 'q' && f[0] == 'l') || (fmt == 'B' && f[0] == '?')) &&
+    if (args_buffer(obj, v, name, writable) < 0) return -1;
+    char f = args_format(v);
+    int ok = v->itemsize == itemsize && (f == fmt || (fmt == 'q' && f == 'l') || (fmt == 'B' && f == '?')) &&
              v->ndim == (cols ? 2 : 1) && v->shape[0] == n && (!cols || v->shape[1] == cols);
     if (!ok) {
         PyErr_Format(PyExc_ValueError, "%s must have shape (%zd%s) and format '%c'", name, n, cols ? ", k" : ",", fmt);
         PyBuffer_Release(v);
+        return -1;
+    }
+    return 0;
+}
+
+/* The spec's ranges, as ImagePipeline checks them, plus the resized shorter side's bound (WINDOW_MAX_RESIZE). */
+static int check_spec(const WindowSpec *s) {
+    if (s->size < 1 || s->size > WINDOW_MAX_RESIZE) {
+        PyErr_Format(PyExc_ValueError, "size must be in 1..%d, got %d", WINDOW_MAX_RESIZE, s->size);
+        return -1;
+    }
+    if (!(0 < s->scale[0] && s->scale[0] <= s->scale[1] && s->scale[1] <= 1)) {
+        PyErr_SetString(PyExc_ValueError, "scale must satisfy 0 < lo <= hi <= 1");
+        return -1;
+    }
+    if (!(0 < s->ratio[0] && s->ratio[0] <= s->ratio[1] && isfinite(s->ratio[1]))) {
+        PyErr_SetString(PyExc_ValueError, "ratio must satisfy 0 < lo <= hi < inf");
+        return -1;
+    }
+    double lowest = (double)s->size / WINDOW_MAX_RESIZE;
+    if (!(lowest <= s->crop_ratio && s->crop_ratio <= 1)) {
+        char text[256];
+        snprintf(text, sizeof(text), "crop_ratio must be in [%.17g, 1] for size %d (size / crop_ratio, the resized "
+                 "shorter side, is at most " WINDOW_MAX_RESIZE_TEXT " pixels), got %.17g", lowest, s->size, s->crop_ratio);
+        PyErr_SetString(PyExc_ValueError, text);
         return -1;
     }
     return 0;
@@ -241,22 +263,24 @@ PyObject *dataio_crop_windows(PyObject *module, PyObject *args, PyObject *kwds) 
                                      &s.train, &s.size, &s.scale[0], &s.scale[1], &s.ratio[0], &s.ratio[1],
                                      &s.crop_ratio, &boxes, &flips))
         return NULL;
-    if (s.size < 1 || !(0 < s.scale[0] && s.scale[0] <= s.scale[1] && s.scale[1] <= 1) ||
-        !(0 < s.ratio[0] && s.ratio[0] <= s.ratio[1] && isfinite(s.ratio[1])) ||
-        !(0 < s.crop_ratio && s.crop_ratio <= 1)) {
-        PyErr_SetString(PyExc_ValueError, "invalid size, scale, ratio or crop_ratio");
-        return NULL;
-    }
+    if (check_spec(&s) < 0) return NULL;
     Py_buffer iv, sv, bv, fv;
     if (PyObject_GetBuffer(indices, &iv, PyBUF_ND | PyBUF_C_CONTIGUOUS) < 0) return NULL;
     Py_ssize_t n = iv.ndim == 1 ? iv.shape[0] : -1;
     PyBuffer_Release(&iv);
     if (n < 0) return PyErr_Format(PyExc_ValueError, "indices must be 1-d");
-    if (buffer_of(indices, &iv, "indices", 'q', 8, n, 0, 0) < 0) return NULL;
-    if (buffer_of(sizes, &sv, "sizes", 'q', 8, n, 2, 0) < 0) goto fail_i;
-    if (buffer_of(boxes, &bv, "boxes", 'd', 8, n, 4, 1) < 0) goto fail_s;
+    /* indices and sizes are read without the GIL: copied here (the caller's arrays may change meanwhile), and
+     * only the copies are checked and read */
+    int64_t *idx = PyMem_Malloc((n > 0 ? (size_t)n : 1) * 3 * sizeof(int64_t)), *wh = idx + (n > 0 ? n : 1);
+    if (idx == NULL) return PyErr_NoMemory();
+    if (buffer_of(indices, &iv, "indices", 'q', 8, n, 0, 0) < 0) goto fail;
+    memcpy(idx, iv.buf, (size_t)n * sizeof(int64_t));
+    PyBuffer_Release(&iv);
+    if (buffer_of(sizes, &sv, "sizes", 'q', 8, n, 2, 0) < 0) goto fail;
+    memcpy(wh, sv.buf, (size_t)n * 2 * sizeof(int64_t));
+    PyBuffer_Release(&sv);
+    if (buffer_of(boxes, &bv, "boxes", 'd', 8, n, 4, 1) < 0) goto fail;
     if (buffer_of(flips, &fv, "flips", 'B', 1, n, 0, 1) < 0) goto fail_b;
-    const int64_t *idx = iv.buf, *wh = sv.buf;
     double *out = bv.buf;
     uint8_t *fl = fv.buf;
     Py_ssize_t bad = -1;
@@ -275,10 +299,8 @@ PyObject *dataio_crop_windows(PyObject *module, PyObject *args, PyObject *kwds) 
     PyBuffer_Release(&fv);
 fail_b:
     PyBuffer_Release(&bv);
-fail_s:
-    PyBuffer_Release(&sv);
-fail_i:
-    PyBuffer_Release(&iv);
+fail:
+    PyMem_Free(idx);
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
 }
