@@ -10,6 +10,11 @@ the inherited state (its locks may be held by threads that no longer exist) and 
 
 Spawn and forkserver workers get a pickled copy instead: each class's ``__getstate__`` leaves such state out
 and ``__setstate__`` recreates it.
+
+Imports are locks too: CPython keeps a lock per module being imported, and a child forked while another thread
+was importing a module waits forever on that module's lock when it imports the module itself. So nothing dataio
+runs on its worker threads may import lazily: modules are imported at import time, and the submodules numpy
+imports on first use of a function (``numpy.ma`` on the first ``np.unique``, ``numpy.random``) are imported here.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from __future__ import annotations
 import os
 import weakref
 from typing import Protocol
+
+import numpy.ma  # see the module docstring: never imported lazily on a worker thread
+import numpy.random  # noqa: F401
 
 __all__ = ["ForkAware", "on_fork_child"]
 

@@ -28,6 +28,7 @@ import torch.utils.data
 
 from dataio.dataset import ShardDataset
 from dataio.loaders.autotune import AutotuneConfig
+from dataio.loaders.fast.iterator import FastIterator  # at import time: no epoch thread ever imports (see below)
 from dataio.loaders.generic.epoch import GenericEpoch, GenericRun
 from dataio.loaders.generic.threaded import ThreadedIterator
 from dataio.loaders.runtime import LoaderRuntime
@@ -277,8 +278,6 @@ class DataLoader(torch.utils.data.DataLoader):
 
             return DaliIterator(self)
         if self.pipeline is not None:
-            from dataio.loaders.fast.iterator import FastIterator
-
             return FastIterator(self)
         if self.num_workers > 0 and self.worker_mode == "thread":
             return ThreadedIterator(self)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from dataio.loaders import native
 from dataio.loaders.fast.slots import BufferPool
 from dataio.loaders.fast.tuning import PipelineTuning
 from dataio.loaders.stats import PipelineStats
@@ -74,8 +75,6 @@ class LoaderRuntime:
 
     def image_kernel(self, threads: int) -> Any:
         """The native batch kernel (``dataio._native.ImageKernel``), started once with ``threads`` threads."""
-        from dataio.loaders import native
-
         with self._lock:
             if self._kernel is None:
                 self._kernel = native.require().ImageKernel(max(1, int(threads)))

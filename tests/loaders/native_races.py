@@ -249,11 +249,10 @@ def scenario_loader_fork(packed: str, trials: int) -> str:
     """Children forked while the parent's thread iterates a fast-path loader, each then iterating the same loader
     (a new epoch: its own stage threads and rings, the parent's shared kernel) within a deadline."""
     import dataio
-    import dataio.loaders.fast  # see below
 
-    # The first epoch imports dataio.loaders.fast lazily: a child forked while the parent's thread is inside that
-    # import waits forever on the module's import lock (CPython keeps per-module import locks across fork; the
-    # thread holding it does not exist in the child). That hang is not native; importing first keeps it out.
+    # Nothing is imported ahead here on purpose: a child forked while a parent thread is inside an import waits
+    # forever on that module's import lock (CPython keeps per-module import locks across fork), so dataio must
+    # never import lazily on its worker threads (dataio/_forksafe.py), and this scenario checks it does not.
     ds = dataio.open_dataset(packed)
     loader = dataio.DataLoader(ds, batch_size=4, num_workers=2, pipeline=dataio.ImagePipeline(train=True, size=24))
     want = len(loader)

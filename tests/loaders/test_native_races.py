@@ -75,3 +75,12 @@ def test_a_partial_thread_start_reports_the_threads_it_got(synth_dir: Path) -> N
 
 def test_a_forked_child_refuses_the_rings_it_inherited(synth_dir: Path) -> None:
     run_scenario("ring-fork", synth_dir, 30)
+
+
+@fork_under_asan
+def test_children_forked_during_an_epoch_iterate_the_same_loader(packed: Path) -> None:
+    """Issue 19 item 2's third case: 1 of 10 children forked during a fast-path epoch hung using the loader. The
+    last cause was not native: numpy imports ``numpy.ma`` lazily on the first ``np.unique``, and a child forked
+    while a reader thread was inside that import waited forever on the module's import lock (1 in ~200 children;
+    ``dataio/_forksafe.py`` now imports it up front, and nothing dataio runs on a worker thread imports lazily)."""
+    run_scenario("loader-fork", packed, 100)

@@ -46,6 +46,10 @@ try:
 except ImportError:  # pragma: no cover - simplejpeg is a dependency; PIL decodes everything without it
     simplejpeg = None
 
+# PIL imports its common format plugins on the first Image.open: do it now, so that no decode thread ever imports
+# (a child forked during an import would wait forever on the module's lock; see dataio/_forksafe.py)
+Image.preinit()
+
 __all__ = [
     "DecodeError",
     "ImageHeader",
