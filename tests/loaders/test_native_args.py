@@ -93,3 +93,16 @@ def test_crop_ratio_at_the_resize_bound_matches_the_python_path() -> None:
     for i, (w, h) in enumerate(sizes):
         box, flip = fast.window(ImageHeader(int(w), int(h), True))
         assert tuple(boxes[i]) == tuple(box) and not flips[i] and not flip
+
+
+@pytest.mark.parametrize("native_path", [True, False])
+def test_the_pipeline_refuses_the_same_crop_ratios_on_both_paths(native_path: bool) -> None:
+    """The Python path's check is the kernel's: a pipeline either works on both paths or is refused up front."""
+    import dataio
+
+    bound = 224 / (1 << 22)
+    with pytest.raises(ValueError, match=r"crop_ratio must be in \[.*, 1\] for size 224"):
+        dataio.ImagePipeline(train=False, size=224, crop_ratio=bound * 0.999, native=native_path)
+    assert dataio.ImagePipeline(train=False, size=224, crop_ratio=bound, native=native_path).crop_ratio == bound
+    with pytest.raises(ValueError, match="size must be an integer in 1"):
+        dataio.ImagePipeline(train=False, size=(1 << 22) + 1)

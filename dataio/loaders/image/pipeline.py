@@ -30,6 +30,7 @@ from dataio.loaders.image.decode import ImageHeader, decode_crop_resize, read_he
 from dataio.loaders.image.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MAX_RESIZE,
     center_crop_box,
     check_crop_ratio,
     check_ratio,
@@ -96,8 +97,9 @@ class ImagePipeline:
     def __post_init__(self) -> None:
         if not isinstance(self.train, (bool, np.bool_)):
             raise ValueError(f"train must be True or False, got {self.train!r}")
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise ValueError(f"size must be an integer >= 1, got {self.size!r}")
+        integer = isinstance(self.size, (int, np.integer)) and not isinstance(self.size, bool)
+        if not integer or not 1 <= self.size <= MAX_RESIZE:
+            raise ValueError(f"size must be an integer in 1 … {MAX_RESIZE}, got {self.size!r}")
         if self.backend not in ("auto", *BACKENDS):
             raise ValueError(f"unknown backend {self.backend!r}; available: auto, {', '.join(BACKENDS)}")
         mean, std = _triple(self.mean, "mean"), _triple(self.std, "std")
@@ -109,7 +111,7 @@ class ImagePipeline:
             "backend": _resolve_backend(self.backend),
             "scale": check_scale(self.scale),
             "ratio": check_ratio(self.ratio),
-            "crop_ratio": check_crop_ratio(self.crop_ratio),
+            "crop_ratio": check_crop_ratio(self.crop_ratio, int(self.size)),
             "mean": mean,
             "std": std,
             "device": None if self.device is None else _device(self.device),

@@ -97,10 +97,21 @@ def check_ratio(ratio: Sequence[float]) -> tuple[float, float]:
     return lo, hi
 
 
-def check_crop_ratio(crop_ratio: float) -> float:
-    """Validates the val centre-crop fraction: ``0 < crop_ratio <= 1``."""
+#: The largest resized shorter side of a val crop (``size / crop_ratio``): the native kernel's bound
+#: (``WINDOW_MAX_RESIZE`` in native/windows.c), which keeps its centre-crop arithmetic exact; both paths refuse more.
+MAX_RESIZE = 4_194_304
+
+
+def check_crop_ratio(crop_ratio: float, size: int | None = None) -> float:
+    """Validates the val centre-crop fraction: ``0 < crop_ratio <= 1``, and with ``size``, ``size / crop_ratio``
+    (the resized shorter side) at most :data:`MAX_RESIZE`, as the native kernel requires."""
     if isinstance(crop_ratio, bool) or not isinstance(crop_ratio, (int, float)) or not 0 < crop_ratio <= 1:
         raise ValueError(f"crop_ratio must be in (0, 1], got {crop_ratio!r}")
+    if size is not None and not size / MAX_RESIZE <= crop_ratio:
+        raise ValueError(
+            f"crop_ratio must be in [{size / MAX_RESIZE!r}, 1] for size {size} (size / crop_ratio, the resized "
+            f"shorter side, is at most {MAX_RESIZE} pixels), got {crop_ratio!r}"
+        )
     return float(crop_ratio)
 
 
