@@ -166,6 +166,100 @@ static PyObject *simd(PyObject *module, PyObject *args) {
     return PyBool_FromLong(dw_simd(mode));
 }
 
+/* --- crop_windows: the binding of windows.c's pure core -------------------------------------------------------- */
+
+static int buffer_of(PyObject *obj, Py_buffer *v, const char *name, char fmt, Py_ssize_t itemsize, Py_ssize_t n,
+                     Py_ssize_t cols, int writable) {
+    if (args_buffer(obj, v, name, writable) < 0) return -1;
+    char f = args_format(v);
+    int ok = v->itemsize == itemsize && (f == fmt || (fmt == 'q' && f == 'l') || (fmt == 'B' && f == '?')) &&
+             v->ndim == (cols ? 2 : 1) && v->shape[0] == n && (!cols || v->shape[1] == cols);
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "%s must have shape (%zd%s) and format '%c'", name, n, cols ? ", k" : ",", fmt);
+        PyBuffer_Release(v);
+        return -1;
+    }
+    return 0;
+}
+
+/* The spec's ranges, as ImagePipeline checks them, plus the resized shorter side's bound (WINDOW_MAX_RESIZE). */
+static int check_spec(const WindowSpec *s) {
+    if (s->size < 1 || s->size > WINDOW_MAX_RESIZE) {
+        PyErr_Format(PyExc_ValueError, "size must be in 1..%d, got %d", WINDOW_MAX_RESIZE, s->size);
+        return -1;
+    }
+    if (!(0 < s->scale[0] && s->scale[0] <= s->scale[1] && s->scale[1] <= 1)) {
+        PyErr_SetString(PyExc_ValueError, "scale must satisfy 0 < lo <= hi <= 1");
+        return -1;
+    }
+    if (!(0 < s->ratio[0] && s->ratio[0] <= s->ratio[1] && isfinite(s->ratio[1]))) {
+        PyErr_SetString(PyExc_ValueError, "ratio must satisfy 0 < lo <= hi < inf");
+        return -1;
+    }
+    double lowest = (double)s->size / WINDOW_MAX_RESIZE;
+    if (!(lowest <= s->crop_ratio && s->crop_ratio <= 1)) {
+        char text[256];
+        snprintf(text, sizeof(text), "crop_ratio must be in [%.17g, 1] for size %d (size / crop_ratio, the resized "
+                 "shorter side, is at most " WINDOW_MAX_RESIZE_TEXT " pixels), got %.17g", lowest, s->size, s->crop_ratio);
+        PyErr_SetString(PyExc_ValueError, text);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *dataio_crop_windows(PyObject *module, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"sizes", "indices", "seed", "epoch", "train", "size", "scale", "ratio", "crop_ratio",
+                             "boxes", "flips", NULL};
+    PyObject *sizes, *indices, *boxes, *flips;
+    unsigned long long seed, epoch;
+    WindowSpec s;
+    memset(&s, 0, sizeof(s));
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOKKpi(dd)(dd)dOO", kwlist, &sizes, &indices, &seed, &epoch,
+                                     &s.train, &s.size, &s.scale[0], &s.scale[1], &s.ratio[0], &s.ratio[1],
+                                     &s.crop_ratio, &boxes, &flips))
+        return NULL;
+    if (check_spec(&s) < 0) return NULL;
+    Py_buffer iv, sv, bv, fv;
+    if (PyObject_GetBuffer(indices, &iv, PyBUF_ND | PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    Py_ssize_t n = iv.ndim == 1 ? iv.shape[0] : -1;
+    PyBuffer_Release(&iv);
+    if (n < 0) return PyErr_Format(PyExc_ValueError, "indices must be 1-d");
+    /* indices and sizes are read without the GIL: copied here (the caller's arrays may change meanwhile), and
+     * only the copies are checked and read */
+    int64_t *idx = PyMem_Malloc((n > 0 ? (size_t)n : 1) * 3 * sizeof(int64_t)), *wh = idx + (n > 0 ? n : 1);
+    if (idx == NULL) return PyErr_NoMemory();
+    if (buffer_of(indices, &iv, "indices", 'q', 8, n, 0, 0) < 0) goto fail;
+    memcpy(idx, iv.buf, (size_t)n * sizeof(int64_t));
+    PyBuffer_Release(&iv);
+    if (buffer_of(sizes, &sv, "sizes", 'q', 8, n, 2, 0) < 0) goto fail;
+    memcpy(wh, sv.buf, (size_t)n * 2 * sizeof(int64_t));
+    PyBuffer_Release(&sv);
+    if (buffer_of(boxes, &bv, "boxes", 'd', 8, n, 4, 1) < 0) goto fail;
+    if (buffer_of(flips, &fv, "flips", 'B', 1, n, 0, 1) < 0) goto fail_b;
+    double *out = bv.buf;
+    uint8_t *fl = fv.buf;
+    Py_ssize_t bad = -1;
+    for (Py_ssize_t i = 0; i < n && bad < 0; i++)
+        if (idx[i] < 0 || wh[2 * i] < 1 || wh[2 * i + 1] < 1 || wh[2 * i] > (1LL << 31) || wh[2 * i + 1] > (1LL << 31))
+            bad = i;
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError, "sample %zd: index %lld or image size %lldx%lld out of range", bad,
+                     (long long)idx[bad], (long long)wh[2 * bad], (long long)wh[2 * bad + 1]);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++)
+            window_one(&s, seed, epoch, (uint64_t)idx[i], wh[2 * i], wh[2 * i + 1], &out[4 * i], &fl[i]);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&fv);
+fail_b:
+    PyBuffer_Release(&bv);
+fail:
+    PyMem_Free(idx);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* --- jpeg_end: the structural check alone (the Python twin's tests compare against it) ---------------------------- */
 
 static PyObject *jpeg_end(PyObject *module, PyObject *arg) {

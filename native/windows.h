@@ -1,7 +1,6 @@
 /* Crop windows of a batch, bit-identical to ImagePipeline.window with sample_rng (windows.c). */
 #ifndef DATAIO_WINDOWS_H
 #define DATAIO_WINDOWS_H
-#include <Python.h>
 #include <stdint.h>
 
 /* The val transform's resized shorter side, size / crop_ratio, is at most this many pixels: crop_windows refuses a
@@ -20,7 +19,5 @@ typedef struct {
  * least size / WINDOW_MAX_RESIZE) and the sizes (1..2^31). */
 int window_one(const WindowSpec *s, uint64_t seed, uint64_t epoch, uint64_t index, int64_t width, int64_t height,
                double box[4], uint8_t *flip);
-
-PyObject *dataio_crop_windows(PyObject *module, PyObject *args, PyObject *kwds);
 
 #endif

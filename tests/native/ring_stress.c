@@ -1,4 +1,4 @@
-/* Stress test of the ring core (native/ring.c without its Python part) on real threads, no GIL anywhere:
+/* Stress test of the ring core (native/ring_core.h: no Python in it) on real threads, no GIL anywhere:
  * exactly-once delivery and per-producer order under contention, close waking blocked putters and getters,
  * timeouts, and leftovers handed to the drop callback. Exit status 0 when every check passes.
  *
@@ -10,8 +10,8 @@
  * CPython, see docs/loader.md; the interpreter's own accesses are not watched there.)
  * tests/native/test_ring_core.py builds and runs this harness from pytest when a compiler is there.
  */
-#define DATAIO_RING_CORE_ONLY
-#include "../../native/ring.c"
+
+#include "../../native/ring_core.h"
 
 #include <pthread.h>
 #include <stdio.h>
