@@ -6,7 +6,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dataio.storage.base import StorageError, StorageNotFoundError, StoragePermissionError, Store, UnsafeFileError
+from dataio.storage.base import (
+    StorageError,
+    StorageNotFoundError,
+    StoragePermissionError,
+    Store,
+    UnsafeFileError,
+    UnsafePathError,
+)
 from dataio.storage.fsspec_store import FsspecStore
 from dataio.storage.local import LocalStore
 from dataio.storage.obstore_store import ObstoreStore
@@ -25,6 +32,7 @@ __all__ = [
     "StoragePermissionError",
     "Store",
     "UnsafeFileError",
+    "UnsafePathError",
     "is_transient",
     "is_url",
     "open_store",

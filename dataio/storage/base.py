@@ -11,7 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
-from dataio.errors import DataioError
+from dataio.errors import DataioError, ManifestError
+from dataio.format.manifest import check_relative_path
 
 __all__ = [
     "StorageError",
@@ -19,7 +20,9 @@ __all__ = [
     "StoragePermissionError",
     "Store",
     "UnsafeFileError",
+    "UnsafePathError",
     "storage_error",
+    "store_path",
 ]
 
 
@@ -38,6 +41,20 @@ class StoragePermissionError(StorageError, PermissionError):
 class UnsafeFileError(StoragePermissionError):
     """A path inside a dataset that dataio refuses to open: a symbolic link (it may point outside the dataset's
     root), a FIFO, socket or device file (reading one hangs or never ends). Permanent, never retried."""
+
+
+class UnsafePathError(StorageError, ValueError):
+    """A path a store refuses to form: absolute, a URL, ``..``, a backslash, empty (it could leave the store's root).
+    Permanent, never retried."""
+
+
+def store_path(path: str) -> str:
+    """``path`` if it is a safe relative POSIX path inside a store's root, else :class:`UnsafePathError` naming it
+    (the same rule as the manifest's paths: :func:`dataio.format.manifest.check_relative_path`)."""
+    try:
+        return check_relative_path(path, "path")
+    except ManifestError as exc:
+        raise UnsafePathError(str(exc)) from None
 
 
 def storage_error(exc: BaseException, where: str) -> StorageError:

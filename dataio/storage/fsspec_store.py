@@ -25,8 +25,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from dataio._forksafe import on_fork_child
-from dataio.format.manifest import check_relative_path
-from dataio.storage.base import StorageError, Store, storage_error
+from dataio.storage.base import StorageError, Store, storage_error, store_path
 from dataio.storage.deadline import timed_s3_range
 from dataio.storage.log_filter import guard_client_logs, install_filter
 from dataio.storage.redirects import RedirectRefused, guarded_session_class
@@ -163,7 +162,7 @@ class FsspecStore(Store):
         return self._url
 
     def _path(self, path: str) -> str:
-        return f"{self._prefix}/{check_relative_path(path)}"
+        return f"{self._prefix}/{store_path(path)}"
 
     def url(self, path: str) -> str:
         return f"{self._url}/{path}"

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dataio._forksafe import on_fork_child
-from dataio.format.manifest import check_relative_path
 from dataio.gate import ReadGate
-from dataio.storage.base import StorageError, Store, UnsafeFileError, storage_error
+from dataio.storage.base import StorageError, Store, UnsafeFileError, storage_error, store_path
 
 __all__ = ["LocalStore", "open_regular", "pread_full"]
 
@@ -75,7 +74,7 @@ def open_regular(root: Path, path: str) -> int:
         UnsafeFileError: a component is a symlink, or the file is a FIFO, socket or device.
         OSError: the usual (missing file, permission).
     """
-    parts = check_relative_path(path).split("/")
+    parts = store_path(path).split("/")
     where = root
     dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
     try:
@@ -145,7 +144,7 @@ class LocalStore(Store):
         return self._root
 
     def _path(self, path: str) -> Path:
-        return self._dir / check_relative_path(path)
+        return self._dir / store_path(path)
 
     def url(self, path: str) -> str:
         return str(self._path(path))

@@ -28,8 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dataio.format.manifest import check_relative_path
-from dataio.storage.base import StorageError, Store, storage_error
+from dataio.storage.base import StorageError, Store, storage_error, store_path
 from dataio.storage.deadline import slow_body
 from dataio.storage.fsspec_store import UPLOAD_FIX
 from dataio.storage.obstore_errors import translate_error
@@ -162,7 +161,7 @@ class ObstoreBackend(Store):
         return f"{self._url}/{path}"
 
     def _key(self, path: str) -> str:
-        path = check_relative_path(path)
+        path = store_path(path)
         return f"{self._prefix}/{path}" if self._prefix else path
 
     def _call(self, fn: Any, where: str | Callable[[], str], fix: str = RETRY_FIX, *, nbytes: int | None = None) -> Any:
