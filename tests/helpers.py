@@ -27,7 +27,14 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
-__all__ = ["Resumable", "assert_plain_data", "assert_state_roundtrip", "edit_manifest", "run_with_timeout"]
+__all__ = [
+    "Resumable",
+    "assert_plain_data",
+    "assert_state_roundtrip",
+    "edit_manifest",
+    "jpeg_with_size",
+    "run_with_timeout",
+]
 
 
 class Resumable(Protocol):
@@ -144,3 +151,16 @@ def edit_manifest(root: Path, change: Callable[[dict[str, Any]], Any], *, seal: 
     doc = seal_manifest(doc) if seal else {k: v for k, v in doc.items() if k != CHECKSUM_KEY}
     path.write_text(json.dumps(doc))
     return doc
+
+
+def jpeg_with_size(data: bytes, width: int, height: int) -> bytes:
+    """The JPEG ``data`` with its frame header (SOF0/1/2) declaring ``width`` x ``height`` (pixels unchanged)."""
+    import struct
+
+    i = 2
+    while i + 4 <= len(data):
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            return data[: i + 5] + struct.pack(">HH", height, width) + data[i + 9 :]
+        i += 2 + length
+    raise AssertionError("no SOF marker")

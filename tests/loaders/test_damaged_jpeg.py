@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import struct
 import subprocess
 import sys
 import textwrap
@@ -31,6 +30,7 @@ from dataio.loaders.image.decode import DecodeError, decode_crop_resize, read_he
 from dataio.loaders.image.jpeg_check import MAX_PIXELS, TRUNCATED, jpeg_end
 from dataio.loaders.image.transforms import center_crop_box
 from dataio.pack import PackOptions, pack
+from tests.helpers import jpeg_with_size
 
 needs_native = pytest.mark.skipif(not native.AVAILABLE, reason="dataio._native is not built")
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,17 +55,6 @@ def variants(synth_dir: Path) -> dict[str, bytes]:
         "grayscale": _encode(img.convert("L"), quality=90),
         "exif-thumbnail": _encode(img, quality=80, exif=b"Exif\x00\x00" + thumb),
     }
-
-
-def with_size(data: bytes, width: int, height: int) -> bytes:
-    """``data`` with its SOF0/1/2 segment declaring ``width`` x ``height``."""
-    i = 2
-    while i < len(data):
-        marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2):
-            return data[: i + 5] + struct.pack(">HH", height, width) + data[i + 9 :]
-        i += 2 + length
-    raise AssertionError("no SOF marker")
 
 
 def _cuts(n: int) -> list[int]:
@@ -198,16 +187,16 @@ def test_the_python_path_refuses_damage_whatever_pil_allows(
                 with pytest.raises(DecodeError, match=f"ends before the {w}x{h} image"):
                     decode_crop_resize(data[:cut] + b"\xff\xd9", (0, 0, w, h), (16, 16))
     with pytest.raises(DecodeError, match="20000x20000 = 400000000 pixels, over the decode limit"):
-        decode_crop_resize(with_size(variants["444"], 20000, 20000), (0, 0, 8, 8), (8, 8))
+        decode_crop_resize(jpeg_with_size(variants["444"], 20000, 20000), (0, 0, 8, 8), (8, 8))
 
 
 def test_bombs_are_refused_without_a_large_memory_allocation(variants: dict[str, bytes], tmp_path: Path) -> None:
     small = _encode(Image.open(io.BytesIO(variants["baseline-420"])).convert("RGB").resize((32, 24)), quality=75)
-    big = with_size(small, 13377, 13377)  # 178.9 M pixels: just under the limit
+    big = jpeg_with_size(small, 13377, 13377)  # 178.9 M pixels: just under the limit
     cases = {
         "truncated": big[: len(big) - 40],
         "ends-early": big[: len(big) - 40] + b"\xff\xd9",
-        "over-limit": with_size(small, 20000, 20000),
+        "over-limit": jpeg_with_size(small, 20000, 20000),
     }
     assert len(cases["truncated"]) < 2000
     for name, blob in cases.items():
@@ -299,7 +288,7 @@ def test_dali_refuses_the_same_cut_and_oversized_files(synth_dir: Path, tmp_path
     small = Image.open(files[9]).convert("RGB").resize((64, 48))
     data = _encode(small, quality=90, comment=b"\xff\xd9")  # pack's trailer check sees the comment's FF D9
     files[9].write_bytes(data[: len(data) * 3 // 5])  # cut: no EOI after the scan
-    files[4].write_bytes(with_size(_encode(small, quality=90), 20000, 20000))  # over the pixel limit
+    files[4].write_bytes(jpeg_with_size(_encode(small, quality=90), 20000, 20000))  # over the pixel limit
     pack(src, tmp_path / "ds", PackOptions(shard_size=400_000))
     ds = dataio.open_dataset(tmp_path / "ds")
     bad = {files[i].relative_to(src).as_posix() for i in (4, 9)}

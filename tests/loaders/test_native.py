@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import threading
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import dataio
 from dataio.loaders import native
 from dataio.loaders.image.decode import ImageHeader, decode_crop_resize, read_header
 from dataio.loaders.image.transforms import center_crop_box, normalization, sample_rng
+from tests.helpers import jpeg_with_size
 
 MAX_DIFF, MAX_MEAN = 2, 0.35
 
@@ -262,20 +262,9 @@ def test_a_forked_child_starts_its_own_threads(photos: list[bytes]) -> None:
 
 
 # -- hostile bytes -----------------------------------------------------------------------------------------------------
-def _sof_with_size(data: bytes, width: int, height: int) -> bytes:
-    """The JPEG with its frame header claiming ``width`` x ``height``."""
-    i = 2
-    while i + 4 <= len(data):
-        marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2):
-            return data[: i + 5] + struct.pack(">HH", height, width) + data[i + 9 :]
-        i += 2 + length
-    raise AssertionError("no SOF marker")
-
-
 def test_absurd_header_sizes_are_refused_before_allocating(photos: list[bytes]) -> None:
     k = native.require().ImageKernel(1)
-    huge = _sof_with_size(photos[0], 60000, 60000)  # libjpeg itself refuses sides over 65500
+    huge = jpeg_with_size(photos[0], 60000, 60000)  # libjpeg itself refuses sides over 65500
     out = np.zeros((1, 3, 8, 8), np.uint8)
     result = k.run([huge], np.array([[0, 0, 60000, 60000]], np.float64), np.zeros(1, np.uint8), out,
                    np.zeros(1, np.int64), False)
@@ -294,7 +283,7 @@ def test_fuzzed_jpegs_never_crash_the_process(variants: dict[str, bytes], data: 
     cut = data.draw(st.integers(0, len(raw)))
     blob = bytes(raw[:cut]) if data.draw(st.booleans()) else bytes(raw)
     if data.draw(st.booleans()):
-        blob = _sof_with_size(variants[name], data.draw(st.integers(0, 65535)), data.draw(st.integers(0, 65535)))
+        blob = jpeg_with_size(variants[name], data.draw(st.integers(0, 65535)), data.draw(st.integers(0, 65535)))
     m = native.require()
     out = np.zeros((2, 3, 12, 12), np.float32)
     box = [data.draw(st.floats(0, 400)), data.draw(st.floats(0, 400))]
