@@ -32,10 +32,10 @@ class EpochPlan:
     pass_id: int | None = None
 
     def advance(self, sampler: Any, count: int) -> None:
-        """Reports ``count`` delivered samples of this pass to the sampler (a no-op for torch's samplers)."""
-        driven = resumable(sampler)
-        if driven is not None:
-            driven.advance(count, self.pass_id)
+        """Reports ``count`` delivered samples of this pass to the sampler (a no-op for torch's samplers: a plan
+        has a ``pass_id`` only when :func:`plan_epoch` began the pass of a resumable sampler)."""
+        if self.pass_id is not None:
+            sampler.advance(count, self.pass_id)
 
     @property
     def num_batches(self) -> int:
